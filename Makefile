@@ -1,0 +1,60 @@
+# Toque — developer entry points. `make up` runs the local stack with the main example;
+# `make test` runs lint and every test against a real local control plane.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+
+.PHONY: all venv tools crds crds-check lint test test-unit test-e2e test-kind up down clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+tools:
+	@bash hack/build-tools.sh
+
+crds: venv
+	$(PY) -m toque.api.crdgen crds helm/toque/crds
+
+lint: venv
+	$(VENV)/bin/ruff check operator tests
+	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test-unit: venv
+	$(VENV)/bin/pytest -q tests/unit
+
+test-e2e: venv tools
+	TOQUE_TOOLS_BIN=$$(bash hack/build-tools.sh) $(VENV)/bin/pytest -q tests/e2e
+
+# The README's test command: lint, then every unit and end-to-end test.
+test: venv tools lint
+	TOQUE_TOOLS_BIN=$$(bash hack/build-tools.sh) $(VENV)/bin/pytest -q -m "not kind" tests
+
+# The same end-to-end scenario on a kind cluster, for users with Docker.
+test-kind: venv
+	@if ! docker info >/dev/null 2>&1; then \
+	  echo "test-kind: no Docker engine reachable here, so no kind cluster can run;"; \
+	  echo "test-kind: nothing was tested. Run it where 'docker info' works."; \
+	  exit 2; \
+	fi
+	$(PY) -m pip install -q -e '.[dev,kind]'
+	$(VENV)/bin/pytest -q -m kind tests/kind
+
+up: venv tools
+	TOQUE_TOOLS_BIN=$$(bash hack/build-tools.sh) $(VENV)/bin/toque-local up
+
+down: venv
+	$(VENV)/bin/toque-local down
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The ``toque`` command line."""

@@ -1,0 +1,25 @@
+"""Entry point of the ``toque`` command: dispatches to the sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from toque.cli import operator_cmd
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="toque", description="Kubernetes-native MLOps.")
+    subs = parser.add_subparsers(dest="command", required=True)
+    operator_cmd.register(subs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

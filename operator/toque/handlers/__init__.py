@@ -1,0 +1,8 @@
+"""Thin kopf handlers per kind: observe → ``toque.reconcile`` decide → act via ``clients``.
+
+Importing this package registers every handler with kopf.
+"""
+
+from toque.handlers import settings, trainingjob
+
+__all__ = ["settings", "trainingjob"]

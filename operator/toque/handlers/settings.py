@@ -1,0 +1,37 @@
+"""Operator-wide kopf settings and the metrics endpoint, set once at startup."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import kopf
+import prometheus_client
+
+from toque.api import constants
+
+
+@kopf.on.startup()
+def configure(**kwargs: Any) -> None:
+    settings: kopf.OperatorSettings = kwargs["settings"]
+    logger: logging.Logger = kwargs["logger"]
+    # kopf's bookkeeping goes to annotations, so status holds only our fields.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=constants.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=constants.GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{constants.GROUP}/finalizer"
+    # Without server and client timeouts a watch can hang silently for hours (kopf #585).
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+    # kopf's own "handler succeeded" Events are noise next to ours.
+    settings.posting.level = logging.WARNING
+    settings.execution.max_workers = int(os.environ.get("TOQUE_WORKERS", "8"))
+    settings.peering.name = os.environ.get("TOQUE_PEERING", "toque")
+    port = int(os.environ.get("TOQUE_METRICS_PORT", "8080"))
+    if port:
+        addr = os.environ.get("TOQUE_METRICS_ADDR", "0.0.0.0")
+        prometheus_client.start_http_server(port, addr=addr)
+        logger.info("metrics on %s:%d", addr, port)

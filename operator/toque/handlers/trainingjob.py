@@ -1,0 +1,149 @@
+"""kopf handlers for TrainingJob and the Jobs and pods it owns.
+
+Every trigger (the TrainingJob changed, its Job changed, one of its pods changed) runs the
+same level-triggered cycle: observe everything, ask ``reconcile.trainingjob.plan``, apply
+what it says, write status once, post its Events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from typing import Any
+
+import kopf
+
+from toque.api import constants
+from toque.clients import kube
+from toque.handlers import metrics, runtime
+from toque.reconcile import trainingjob as decide
+from toque.resources import trainingjob_job as jobs
+
+KIND = "TrainingJob"
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+MUTABLE_FIELD_MANAGER = f"{constants.FIELD_MANAGER}-mutable"
+
+
+def reconcile(namespace: str, name: str, logger: Logger) -> None:
+    """One observe → decide → act cycle; raises on errors so the caller can retry."""
+    started = time.monotonic()
+    try:
+        with runtime.lock_for(namespace, name):
+            _cycle(namespace, name, logger)
+    except Exception as error:
+        metrics.RECONCILES.labels(KIND, "error").inc()
+        metrics.ERRORS.labels(KIND, type(error).__name__).inc()
+        raise
+    else:
+        metrics.RECONCILES.labels(KIND, "success").inc()
+    finally:
+        metrics.DURATION.labels(KIND).observe(time.monotonic() - started)
+
+
+def _cycle(namespace: str, name: str, logger: Logger) -> None:
+    k = runtime.client()
+    body = k.get(constants.API_VERSION, KIND, namespace, name)
+    if body is None:
+        metrics.TRAININGJOB_PHASES.set(namespace, name, None)
+        return
+    meta = body["metadata"]
+    if meta.get("deletionTimestamp"):
+        return  # the garbage collector removes the Job through its ownerReference
+    job = k.get("batch/v1", "Job", namespace, jobs.job_name(name))
+    pods = k.list("v1", "Pod", namespace, f"{constants.LABEL_TRAININGJOB_UID}={meta['uid']}")
+    observed = decide.Observed(
+        name=name,
+        namespace=namespace,
+        uid=meta["uid"],
+        generation=int(meta.get("generation") or 0),
+        spec=body.get("spec") or {},
+        status=body.get("status") or {},
+        job=job,
+        pods=pods,
+    )
+    now = dt.datetime.now(dt.UTC)
+    plan = decide.plan(observed, runtime.build_config(), now)
+    try:
+        if plan.create_job:
+            k.apply(plan.create_job)
+        if plan.update_job:
+            k.apply(plan.update_job, field_manager=MUTABLE_FIELD_MANAGER, force=True)
+    except kube.ApiException as error:
+        if kube.is_transient(error):
+            raise
+        # The API server refused the Job (an admission rule, an unknown PriorityClass...):
+        # the spec must change, retrying the same request would not help.
+        plan = decide.rejected(observed, plan, _api_message(error), now)
+    if plan.status != observed.status:
+        k.patch_status(constants.API_VERSION, KIND, namespace, name, plan.status)
+    for event in plan.events:
+        try:
+            k.event(body, event.type, event.reason, event.message, now)
+        except kube.ApiException as error:  # an Event is not worth failing the cycle
+            logger.warning("could not post event %s: %s", event.reason, error.reason)
+    metrics.TRAININGJOB_PHASES.set(namespace, name, plan.phase)
+
+
+def _api_message(error: kube.ApiException) -> str:
+    try:
+        return str(json.loads(error.body or "").get("message") or error.reason)
+    except (TypeError, ValueError):
+        return str(error.reason)
+
+
+def _retrying(namespace: str, name: str, logger: Any) -> None:
+    try:
+        reconcile(namespace, name, logger)
+    except kube.ApiException as error:
+        if kube.is_transient(error):
+            raise kopf.TemporaryError(
+                f"API server: {error.status} {error.reason}", delay=5
+            ) from error
+        raise
+    except OSError as error:
+        raise kopf.TemporaryError(f"API server unreachable: {error}", delay=5) from error
+
+
+@kopf.on.resume(constants.GROUP, constants.VERSION, "trainingjobs", retries=20, backoff=5)
+@kopf.on.create(constants.GROUP, constants.VERSION, "trainingjobs", retries=20, backoff=5)
+@kopf.on.update(constants.GROUP, constants.VERSION, "trainingjobs", retries=20, backoff=5)
+def on_trainingjob(**kwargs: Any) -> None:
+    _retrying(kwargs["namespace"], kwargs["name"], kwargs["logger"])
+
+
+@kopf.on.delete(constants.GROUP, constants.VERSION, "trainingjobs", optional=True)
+def on_trainingjob_deleted(**kwargs: Any) -> None:
+    metrics.TRAININGJOB_PHASES.set(kwargs["namespace"], kwargs["name"], None)
+    runtime.forget_lock(kwargs["namespace"], kwargs["name"])
+
+
+def _owner_name(body: Any) -> str | None:
+    for ref in body.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(constants.GROUP):
+            return str(ref["name"])
+    return None
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={constants.LABEL_TRAININGJOB: kopf.PRESENT})
+def on_job_event(**kwargs: Any) -> None:
+    owner = _owner_name(kwargs["body"])
+    if owner and kwargs["type"] != "DELETED":
+        _best_effort(kwargs["namespace"], owner, kwargs["logger"])
+
+
+@kopf.on.event("", "v1", "pods", labels={constants.LABEL_TRAININGJOB: kopf.PRESENT})
+def on_pod_event(**kwargs: Any) -> None:
+    annotations = kwargs["body"].get("metadata", {}).get("annotations") or {}
+    owner = annotations.get(jobs.OWNER_ANNOTATION)
+    if owner:
+        _best_effort(kwargs["namespace"], owner, kwargs["logger"])
+
+
+def _best_effort(namespace: str, name: str, logger: Any) -> None:
+    """Child events are frequent and the next one or a resume retries, so errors only log."""
+    try:
+        reconcile(namespace, name, logger)
+    except Exception as error:  # logged; the next trigger retries
+        logger.warning("reconcile of TrainingJob %s/%s failed: %s", namespace, name, error)

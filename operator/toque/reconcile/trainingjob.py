@@ -1,0 +1,323 @@
+"""Decides what a TrainingJob needs: its Job, its status, its Events. Pure: no I/O.
+
+Called by ``handlers.trainingjob`` with everything observed in one cycle. The status is
+derived from the Job and its pods every time (level-triggered), so a restart or a repeated
+event gives the same answer; conditions keep their transition times unless they flip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+import pydantic
+
+from toque.api import conditions as cond
+from toque.api import trainingjob as tj
+from toque.resources import trainingjob_job as jobs
+
+TERMINAL = ("Succeeded", "Failed")
+MESSAGE_TAIL = 2000
+
+# Condition types, as documented in the CRD description.
+JOB_CREATED = "JobCreated"
+SPEC_APPLIED = "SpecApplied"
+POD_SCHEDULED = "PodScheduled"
+RUNNING = "Running"
+SUSPENDED = "Suspended"
+SUCCEEDED = "Succeeded"
+FAILED = "Failed"
+
+# Container "waiting" reasons that mean the pod cannot start without a fix.
+_STUCK_WAITING = {
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """One cycle's view of a TrainingJob and its children."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    spec: dict[str, Any]
+    status: dict[str, Any]
+    job: dict[str, Any] | None
+    pods: list[dict[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post on the TrainingJob."""
+
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclasses.dataclass
+class Plan:
+    """What the handler must do: at most one apply, one update, one status write."""
+
+    create_job: dict[str, Any] | None = None
+    update_job: dict[str, Any] | None = None
+    status: dict[str, Any] = dataclasses.field(default_factory=dict)
+    events: list[Event] = dataclasses.field(default_factory=list)
+
+    @property
+    def phase(self) -> str | None:
+        value = self.status.get("phase")
+        return value if isinstance(value, str) else None
+
+
+class _Status:
+    """Mutable builder over the previous status, so untouched fields survive."""
+
+    def __init__(self, old: dict[str, Any], generation: int, now: dt.datetime) -> None:
+        self.data = dict(old)
+        self.now = now
+        self.generation = generation
+        self.conditions = cond.find_all(old)
+
+    def set(self, type_: str, status: cond.ConditionStatus, reason: str, message: str) -> None:
+        self.conditions = cond.set_condition(
+            self.conditions, type_, status, reason, message, self.generation, self.now
+        )
+
+    def get(self, type_: str) -> cond.Condition | None:
+        return cond.find(self.conditions, type_)
+
+    def finish(self, phase: str, message: str) -> dict[str, Any]:
+        self.data["phase"] = phase
+        self.data["message"] = message
+        self.data["observedGeneration"] = self.generation
+        self.data["conditions"] = [c.to_kube() for c in self.conditions]
+        return self.data
+
+
+def _job_condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    for c in (job.get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_ and c.get("status") == "True":
+            return dict(c)
+    return None
+
+
+def _owned_by(job: dict[str, Any], uid: str) -> bool:
+    refs = (job.get("metadata") or {}).get("ownerReferences") or []
+    return any(r.get("uid") == uid and r.get("controller") for r in refs)
+
+
+def _tail(text: str, limit: int = MESSAGE_TAIL) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def _last_termination(pods: list[dict[str, Any]]) -> str | None:
+    """'exit code N (Reason): message' of the most recently finished trainer container."""
+    best: tuple[str, str] | None = None
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            if cs.get("name") != jobs.CONTAINER_NAME:
+                continue
+            term = (cs.get("state") or {}).get("terminated")
+            if not term or term.get("exitCode", 0) == 0:
+                continue
+            text = f"exit code {term.get('exitCode')}"
+            if term.get("reason"):
+                text += f" ({term['reason']})"
+            if term.get("message"):
+                text += ": " + _tail(str(term["message"]))
+            finished = str(term.get("finishedAt") or "")
+            if best is None or finished >= best[0]:
+                best = (finished, text)
+    return best[1] if best else None
+
+
+def _pending_reason(pods: list[dict[str, Any]]) -> tuple[str, str, str] | None:
+    """(condition type, reason, message) explaining why no pod runs yet, if any pod says."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        for c in status.get("conditions") or []:
+            if c.get("type") == "PodScheduled" and c.get("status") == "False":
+                return POD_SCHEDULED, c.get("reason") or "Unschedulable", c.get("message") or ""
+        for cs in status.get("containerStatuses") or []:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in _STUCK_WAITING:
+                return RUNNING, str(waiting["reason"]), str(waiting.get("message") or "")
+    return None
+
+
+def _pods_scheduled(pods: list[dict[str, Any]]) -> bool:
+    return any(
+        c.get("type") == "PodScheduled" and c.get("status") == "True"
+        for p in pods
+        for c in (p.get("status") or {}).get("conditions") or []
+    )
+
+
+def _phase_events(old_phase: str | None, new_phase: str, message: str) -> list[Event]:
+    if old_phase == new_phase:
+        return []
+    kind = "Warning" if new_phase == "Failed" else "Normal"
+    return [Event(kind, new_phase, message or f"TrainingJob is {new_phase}")]
+
+
+def _invalid(obs: Observed, st: _Status, error: pydantic.ValidationError) -> Plan:
+    problems = "; ".join(
+        f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+    )
+    message = f"invalid spec: {problems}"
+    st.set(FAILED, "True", "InvalidSpec", message)
+    status = st.finish("Failed", message)
+    events = _phase_events(obs.status.get("phase"), "Failed", message)
+    return Plan(status=status, events=events)
+
+
+def plan(obs: Observed, config: jobs.BuildConfig, now: dt.datetime) -> Plan:
+    """Everything the handler must do for this TrainingJob in this cycle."""
+    now = now.replace(microsecond=0)
+    st = _Status(obs.status, obs.generation, now)
+    old_phase = obs.status.get("phase")
+    try:
+        spec = tj.TrainingJobSpec.model_validate(obs.spec)
+    except pydantic.ValidationError as error:
+        return _invalid(obs, st, error)
+
+    owner = jobs.Owner(obs.name, obs.namespace, obs.uid)
+    desired = jobs.build_job(owner, spec, config)
+    name = desired["metadata"]["name"]
+    st.data["jobName"] = name
+    out = Plan()
+
+    if obs.job is None:
+        if old_phase in TERMINAL:
+            # Its Job was removed after finishing (ttlSecondsAfterFinished or by hand): the
+            # run is over, and re-running it would be a surprise.
+            return Plan(status=st.finish(old_phase, obs.status.get("message") or ""))
+        out.create_job = desired
+        st.set(JOB_CREATED, "True", "Created", f"Job {name} created")
+        st.set(SPEC_APPLIED, "True", "Applied", "the Job matches the spec")
+        if JOB_CREATED not in {c.type for c in cond.find_all(obs.status)}:
+            out.events.append(Event("Normal", "JobCreated", f"created Job {name}"))
+        phase = "Suspended" if spec.suspend else "Pending"
+        if spec.suspend:
+            st.set(SUSPENDED, "True", "Suspended", "spec.suspend is true")
+        message = "waiting for the Job's pod" if not spec.suspend else "suspended"
+        out.status = st.finish(phase, message)
+        out.events += _phase_events(old_phase, phase, message)
+        return out
+
+    job = obs.job
+    if not _owned_by(job, obs.uid):
+        message = f"a Job named {name} exists and is not owned by this TrainingJob"
+        st.set(JOB_CREATED, "False", "NameConflict", message)
+        out.status = st.finish("Pending", message)
+        previous = cond.find(cond.find_all(obs.status), JOB_CREATED)
+        if previous is None or previous.reason != "NameConflict":
+            out.events.append(Event("Warning", "NameConflict", message))
+        return out
+
+    st.set(JOB_CREATED, "True", "Created", f"Job {name} created")
+    job_spec = job.get("spec") or {}
+    job_status = job.get("status") or {}
+    finished_job = _job_condition(job, "Complete") or _job_condition(job, "Failed")
+    live_hash = ((job.get("metadata") or {}).get("annotations") or {}).get(
+        jobs.TEMPLATE_HASH_ANNOTATION
+    )
+    if live_hash == desired["metadata"]["annotations"][jobs.TEMPLATE_HASH_ANNOTATION]:
+        st.set(SPEC_APPLIED, "True", "Applied", "the Job matches the spec")
+    else:
+        st.set(
+            SPEC_APPLIED,
+            "False",
+            "ImmutableAfterStart",
+            "the pod template of a started run cannot change; only suspend, "
+            "activeDeadlineSeconds and ttlSecondsAfterFinished are applied. Delete and "
+            "re-create the TrainingJob to run with the new spec",
+        )
+    wanted = jobs.mutable_fields(spec)
+    if not finished_job and any(job_spec.get(k) != v for k, v in wanted.items()):
+        out.update_job = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": name, "namespace": obs.namespace},
+            "spec": wanted,
+        }
+
+    for key, source in (("startTime", "startTime"), ("completionTime", "completionTime")):
+        if job_status.get(source):
+            st.data[key] = job_status[source]
+    st.data["attempts"] = sum(
+        int(job_status.get(k) or 0) for k in ("active", "failed", "succeeded")
+    )
+
+    phase, message = _derive_phase(job, obs.pods, spec, st)
+    out.status = st.finish(phase, message)
+    out.events += _phase_events(old_phase, phase, message)
+    return out
+
+
+def _derive_phase(
+    job: dict[str, Any], pods: list[dict[str, Any]], spec: tj.TrainingJobSpec, st: _Status
+) -> tuple[str, str]:
+    """Phase and message from the Job's conditions and its pods; sets conditions on ``st``."""
+    job_status = job.get("status") or {}
+    complete = _job_condition(job, "Complete") or _job_condition(job, "SuccessCriteriaMet")
+    failed = _job_condition(job, "Failed") or _job_condition(job, "FailureTarget")
+    if complete:
+        st.set(SUCCEEDED, "True", "Completed", "the training pod finished successfully")
+        st.set(RUNNING, "False", "Completed", "the run finished")
+        st.data.setdefault("completionTime", complete.get("lastTransitionTime"))
+        return "Succeeded", "training finished"
+    if failed:
+        reason = str(failed.get("reason") or "JobFailed")
+        detail = _last_termination(pods)
+        message = str(failed.get("message") or "the Job failed")
+        if detail:
+            message = f"{message}; last attempt: {detail}"
+        st.set(FAILED, "True", reason, message)
+        st.set(RUNNING, "False", reason, "the run stopped")
+        if not st.data.get("completionTime"):
+            st.data["completionTime"] = failed.get("lastTransitionTime")
+        return "Failed", message
+    if spec.suspend or _job_condition(job, "Suspended"):
+        st.set(SUSPENDED, "True", "Suspended", "spec.suspend is true")
+        st.set(RUNNING, "False", "Suspended", "the run is suspended")
+        return "Suspended", "suspended"
+    if st.get(SUSPENDED):
+        st.set(SUSPENDED, "False", "Resumed", "spec.suspend is false")
+    running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
+    if running or int(job_status.get("ready") or 0) > 0:
+        st.set(POD_SCHEDULED, "True", "Scheduled", "the training pod is on a node")
+        st.set(
+            RUNNING,
+            "True",
+            "PodRunning",
+            f"pod {running[0]['metadata']['name']} runs" if running else "the training pod runs",
+        )
+        return "Running", "training"
+    pending = _pending_reason(pods)
+    if pending:
+        type_, reason, message = pending
+        st.set(type_, "False", reason, message)
+        return "Pending", f"{reason}: {message}"
+    if _pods_scheduled(pods):
+        st.set(POD_SCHEDULED, "True", "Scheduled", "the training pod is on a node")
+    return "Pending", "waiting for the training pod to start"
+
+
+def rejected(obs: Observed, planned: Plan, message: str, now: dt.datetime) -> Plan:
+    """The plan after the API server refused to create or update the Job."""
+    st = _Status(planned.status, obs.generation, now.replace(microsecond=0))
+    text = f"the API server refused the Job: {message}"
+    st.set(JOB_CREATED if planned.create_job else SPEC_APPLIED, "False", "JobRejected", text)
+    phase = "Pending" if planned.create_job else str(planned.status.get("phase") or "Pending")
+    status = st.finish(phase, text)
+    return Plan(status=status, events=[Event("Warning", "JobRejected", text)])

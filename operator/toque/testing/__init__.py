@@ -1,0 +1,6 @@
+"""A real local Kubernetes control plane for tests and the local stack (no containers).
+
+``cluster.LocalCluster`` starts etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler and kwok from binaries built by ``hack/build-tools.sh``; the pytest fixtures
+in ``tests/conftest.py`` and ``toque-local`` use it.
+"""

@@ -1,0 +1,450 @@
+"""A real Kubernetes control plane on loopback: etcd, kube-apiserver (RBAC, ServiceAccount
+keys), kube-controller-manager, kube-scheduler, and kwok for fake CPU and GPU nodes.
+
+Called by the pytest session fixture (``tests/conftest.py``) and by ``toque-local``
+(``make up``). Binaries come from ``KUBEBUILDER_ASSETS`` when a user has envtest binaries,
+then from ``TOQUE_TOOLS_BIN``, else from ``hack/build-tools.sh`` (which builds them once into
+a cache keyed by their pinned versions). Every component gets free ports, its own client
+certificate and a log file under the work directory; ``stop`` (or the parent's death)
+ends them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from toque.testing import pki, processes
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
+BINARIES = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kwok",
+)
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+STAGES = pathlib.Path(__file__).with_name("kwok-stages.yaml")
+
+
+class ClusterError(RuntimeError):
+    """A component did not start; the message carries the tail of its log."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeSpec:
+    """A fake node run by kwok."""
+
+    name: str
+    cpu: str = "8"
+    memory: str = "32Gi"
+    gpus: int = 0
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def manifest(self) -> dict[str, Any]:
+        labels = {
+            "kubernetes.io/hostname": self.name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            "type": "kwok",
+            **self.labels,
+        }
+        spec: dict[str, Any] = {}
+        if self.gpus:
+            labels["nvidia.com/gpu.present"] = "true"
+            spec["taints"] = [GPU_TAINT]
+        return {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.name,
+                "labels": labels,
+                "annotations": {KWOK_NODE_ANNOTATION: "fake"},
+            },
+            "spec": spec,
+        }
+
+    def capacity(self) -> dict[str, str]:
+        out = {"cpu": self.cpu, "memory": self.memory, "pods": "110"}
+        if self.gpus:
+            out["nvidia.com/gpu"] = str(self.gpus)
+        return out
+
+
+DEFAULT_NODES = (
+    NodeSpec("cpu-node-0"),
+    NodeSpec("cpu-node-1"),
+    NodeSpec(
+        "gpu-node-0",
+        cpu="16",
+        memory="64Gi",
+        gpus=2,
+        labels={"toque.dev/accelerator": "nvidia-h100"},
+    ),
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _on_path_dirs() -> list[pathlib.Path]:
+    dirs = []
+    if os.environ.get("KUBEBUILDER_ASSETS"):
+        dirs.append(pathlib.Path(os.environ["KUBEBUILDER_ASSETS"]))
+    if os.environ.get("TOQUE_TOOLS_BIN"):
+        dirs.append(pathlib.Path(os.environ["TOQUE_TOOLS_BIN"]))
+    return dirs
+
+
+def find_binaries() -> dict[str, pathlib.Path]:
+    """Path of each control-plane binary; builds the missing ones with hack/build-tools.sh."""
+    found: dict[str, pathlib.Path] = {}
+    for directory in _on_path_dirs():
+        for name in BINARIES:
+            candidate = directory / name
+            if name not in found and candidate.is_file() and os.access(candidate, os.X_OK):
+                found[name] = candidate
+    missing = [n for n in BINARIES if n not in found]
+    if missing:
+        script = REPO_ROOT / "hack" / "build-tools.sh"
+        if not script.exists():
+            raise ClusterError(
+                f"missing {', '.join(missing)}: set TOQUE_TOOLS_BIN or KUBEBUILDER_ASSETS"
+            )
+        result = subprocess.run(["bash", str(script)], check=True, capture_output=True, text=True)
+        directory = pathlib.Path(result.stdout.strip().splitlines()[-1])
+        for name in missing:
+            found[name] = directory / name
+    return found
+
+
+def _kubeconfig(server: str, ca: pathlib.Path, pair: pki.KeyPair, user: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "toque-local", "cluster": {"server": server, "certificate-authority": str(ca)}}
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {"client-certificate": str(pair.cert), "client-key": str(pair.key)},
+            }
+        ],
+        "contexts": [{"name": "toque-local", "context": {"cluster": "toque-local", "user": user}}],
+        "current-context": "toque-local",
+    }
+
+
+class LocalCluster:
+    """Start with ``start()`` (or as a context manager); ``kubeconfig`` is the admin's."""
+
+    def __init__(
+        self,
+        workdir: pathlib.Path | None = None,
+        nodes: Sequence[NodeSpec] = DEFAULT_NODES,
+        binaries: dict[str, pathlib.Path] | None = None,
+    ) -> None:
+        self._own_workdir = workdir is None
+        self.workdir = workdir or pathlib.Path(tempfile.mkdtemp(prefix="toque-cluster-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.nodes = tuple(nodes)
+        self.binaries = binaries or find_binaries()
+        self.processes: dict[str, processes.Process] = {}
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self.server = ""
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 120.0) -> None:
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop(keep_workdir=True)
+            raise
+
+    def _start(self, timeout: float) -> None:
+        pki_dir = self.workdir / "pki"
+        ca = pki.CertificateAuthority(pki_dir)
+        sa = pki.service_account_keys(pki_dir)
+        serving = ca.issue(
+            "apiserver",
+            "kube-apiserver",
+            server_names=(
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ),
+            server_ips=("127.0.0.1", "10.0.0.1"),
+        )
+        identities = {
+            "admin": ca.issue("admin", "toque-admin", ("system:masters",)),
+            "controller-manager": ca.issue("kcm", "system:kube-controller-manager"),
+            "scheduler": ca.issue("scheduler", "system:kube-scheduler"),
+            # kwok plays every kubelet; system:masters spares it a node-authorizer setup.
+            "kwok": ca.issue("kwok", "kwok-controller", ("system:masters",)),
+        }
+        self._admin_pair = identities["admin"]
+        self._ca = ca.cert_path
+
+        etcd_port, etcd_peer = free_port(), free_port()
+        self._run(
+            "etcd",
+            [
+                str(self.binaries["etcd"]),
+                "--name=toque",
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+                f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+                f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-cluster=toque=http://127.0.0.1:{etcd_peer}",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+            ],
+        )
+        self._wait_http("etcd", f"http://127.0.0.1:{etcd_port}/health", timeout)
+
+        api_port = free_port()
+        self.server = f"https://127.0.0.1:{api_port}"
+        self._run(
+            "kube-apiserver",
+            [
+                str(self.binaries["kube-apiserver"]),
+                f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={api_port}",
+                f"--tls-cert-file={serving.cert}",
+                f"--tls-private-key-file={serving.key}",
+                f"--client-ca-file={ca.cert_path}",
+                "--authorization-mode=RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={sa.cert}",
+                f"--service-account-signing-key-file={sa.key}",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--allow-privileged=false",
+                "--profiling=false",
+                "--enable-priority-and-fairness=false",
+                "--v=1",
+            ],
+        )
+        self._wait_http("kube-apiserver", f"{self.server}/readyz", timeout, tls=True)
+        self._write_kubeconfig(self.kubeconfig, identities["admin"], "toque-admin")
+
+        configs = {}
+        for component in ("controller-manager", "scheduler", "kwok"):
+            path = self.workdir / f"{component}.kubeconfig"
+            self._write_kubeconfig(path, identities[component], component)
+            configs[component] = path
+        kcm_port = free_port()
+        self._run(
+            "kube-controller-manager",
+            [
+                str(self.binaries["kube-controller-manager"]),
+                f"--kubeconfig={configs['controller-manager']}",
+                f"--authentication-kubeconfig={configs['controller-manager']}",
+                f"--authorization-kubeconfig={configs['controller-manager']}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={kcm_port}",
+                "--leader-elect=false",
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={sa.key}",
+                f"--root-ca-file={ca.cert_path}",
+                f"--cert-dir={self.workdir / 'kcm-certs'}",
+                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,"
+                "-node-route-controller",
+                "--v=1",
+            ],
+        )
+        sched_port = free_port()
+        self._run(
+            "kube-scheduler",
+            [
+                str(self.binaries["kube-scheduler"]),
+                f"--kubeconfig={configs['scheduler']}",
+                f"--authentication-kubeconfig={configs['scheduler']}",
+                f"--authorization-kubeconfig={configs['scheduler']}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={sched_port}",
+                "--leader-elect=false",
+                f"--cert-dir={self.workdir / 'scheduler-certs'}",
+                "--v=1",
+            ],
+        )
+        self._run(
+            "kwok",
+            [
+                str(self.binaries["kwok"]),
+                f"--kubeconfig={configs['kwok']}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
+                f"--config={STAGES}",
+                "--node-ip=127.0.0.1",
+                f"--server-address=127.0.0.1:{free_port()}",
+            ],
+        )
+        self._wait_http(
+            "kube-controller-manager",
+            f"https://127.0.0.1:{kcm_port}/healthz",
+            timeout,
+            tls=True,
+            verify=False,
+        )
+        self._wait_http(
+            "kube-scheduler",
+            f"https://127.0.0.1:{sched_port}/healthz",
+            timeout,
+            tls=True,
+            verify=False,
+        )
+        self._create_nodes()
+        self.wait_for(lambda: self._nodes_ready(), timeout, "kwok to mark the fake nodes Ready")
+        self.wait_for(
+            lambda: self.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
+            timeout,
+            "the controller-manager to create the default ServiceAccount",
+        )
+        (self.workdir / "pids").write_text(
+            "\n".join(f"{n} {p.pid}" for n, p in self.processes.items()) + "\n"
+        )
+
+    def stop(self, keep_workdir: bool = False) -> None:
+        """Stop every component in reverse order; remove the workdir if we made it."""
+        for name in reversed(list(self.processes)):
+            self.processes[name].stop()
+        self.processes.clear()
+        if self._own_workdir and not keep_workdir and not os.environ.get("TOQUE_KEEP_CLUSTER"):
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        """Environment for a child that should talk to this cluster."""
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
+    def kubectl(
+        self, *args: str, check: bool = True, stdin: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real kubectl against this cluster."""
+        result = subprocess.run(
+            [str(self.binaries["kubectl"]), f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise ClusterError(
+                f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}"
+            )
+        return result
+
+    def kubectl_json(self, *args: str) -> Any:
+        return json.loads(self.kubectl(*args, "-o", "json").stdout)
+
+    def wait_for(self, predicate: Any, timeout: float, what: str, interval: float = 0.25) -> Any:
+        """Poll ``predicate`` until truthy; fail naming ``what`` and the dead components."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(ClusterError, OSError, ValueError, KeyError):
+                value = predicate()
+                if value:
+                    return value
+            dead = [n for n, p in self.processes.items() if not p.alive()]
+            if dead or time.monotonic() > deadline:
+                logs = "\n".join(f"--- {n}:\n{self.processes[n].tail()}" for n in dead)
+                raise ClusterError(f"timed out waiting for {what}; dead: {dead}\n{logs}")
+            time.sleep(interval)
+
+    def _run(self, name: str, argv: list[str]) -> None:
+        logs = self.workdir / "logs"
+        logs.mkdir(exist_ok=True)
+        self.processes[name] = processes.Process(name, argv, logs / f"{name}.log")
+
+    def _write_kubeconfig(self, path: pathlib.Path, pair: pki.KeyPair, user: str) -> None:
+        path.write_text(yaml.safe_dump(_kubeconfig(self.server, self._ca, pair, user)))
+        path.chmod(0o600)
+
+    def _wait_http(
+        self, name: str, url: str, timeout: float, tls: bool = False, verify: bool = True
+    ) -> None:
+        context = None
+        if tls:
+            context = (
+                ssl.create_default_context(cafile=str(self._ca))
+                if verify
+                else (ssl._create_unverified_context())
+            )
+            context.load_cert_chain(str(self._admin_pair.cert), str(self._admin_pair.key))
+
+        def ok() -> bool:
+            try:
+                with urllib.request.urlopen(url, context=context, timeout=2) as response:
+                    return bool(response.status == 200)
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                return False
+
+        self.wait_for(ok, timeout, f"{name} at {url}")
+
+    def _create_nodes(self) -> None:
+        manifests = {
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [n.manifest() for n in self.nodes],
+        }
+        self.kubectl("apply", "-f", "-", stdin=json.dumps(manifests))
+        for node in self.nodes:
+            patch = {"status": {"capacity": node.capacity(), "allocatable": node.capacity()}}
+            self.kubectl(
+                "patch",
+                "node",
+                node.name,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                json.dumps(patch),
+            )
+
+    def _nodes_ready(self) -> bool:
+        items = self.kubectl_json("get", "nodes")["items"]
+        ready = {
+            item["metadata"]["name"]
+            for item in items
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in item.get("status", {}).get("conditions", [])
+            )
+        }
+        return {n.name for n in self.nodes} <= ready

@@ -1,0 +1,253 @@
+"""The TrainingJob decide function: what to create, which phase, which Events."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from toque.reconcile import trainingjob as decide
+from toque.resources import trainingjob_job as jobs
+
+NOW = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=dt.UTC)
+LATER = NOW + dt.timedelta(minutes=3)
+CONFIG = jobs.BuildConfig(runtime_image="toque:test")
+SPEC = {"entrypoint": "pkg.mod:fn", "resources": {"cpu": "1"}}
+
+
+def observed(
+    job: dict[str, Any] | None = None,
+    pods: list[dict[str, Any]] | None = None,
+    status: dict[str, Any] | None = None,
+    spec: dict[str, Any] | None = None,
+    generation: int = 1,
+) -> decide.Observed:
+    return decide.Observed(
+        name="demo",
+        namespace="ns",
+        uid="uid-1",
+        generation=generation,
+        spec=spec if spec is not None else SPEC,
+        status=status or {},
+        job=job,
+        pods=pods or [],
+    )
+
+
+def live_job(
+    status: dict[str, Any] | None = None, spec: dict[str, Any] | None = None, uid: str = "uid-1"
+) -> dict[str, Any]:
+    obs = observed(spec=spec)
+    job = decide.plan(obs, CONFIG, NOW).create_job
+    assert job is not None
+    job["metadata"]["ownerReferences"][0]["uid"] = uid
+    job["status"] = status or {}
+    return job
+
+
+def cond(plan: decide.Plan, type_: str) -> dict[str, Any]:
+    return next(c for c in plan.status["conditions"] if c["type"] == type_)
+
+
+def test_first_cycle_creates_the_job_and_says_so() -> None:
+    plan = decide.plan(observed(), CONFIG, NOW)
+    assert plan.create_job is not None and plan.create_job["metadata"]["name"] == "demo"
+    assert plan.phase == "Pending"
+    assert plan.status["observedGeneration"] == 1
+    assert cond(plan, "JobCreated")["status"] == "True"
+    assert [e.reason for e in plan.events] == ["JobCreated", "Pending"]
+
+
+def test_existing_job_is_not_created_again() -> None:
+    plan = decide.plan(observed(job=live_job()), CONFIG, NOW)
+    assert plan.create_job is None and plan.update_job is None
+
+
+def test_a_foreign_job_with_our_name_is_a_conflict() -> None:
+    plan = decide.plan(observed(job=live_job(uid="someone-else")), CONFIG, NOW)
+    assert plan.create_job is None
+    assert cond(plan, "JobCreated")["reason"] == "NameConflict"
+    assert plan.events[0].type == "Warning"
+    again = decide.plan(observed(job=live_job(uid="x"), status=plan.status), CONFIG, LATER)
+    assert again.events == []  # no Event storm on every cycle
+
+
+def running_pod() -> dict[str, Any]:
+    return {
+        "metadata": {"name": "demo-abcde"},
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "PodScheduled", "status": "True"}],
+        },
+    }
+
+
+def test_running_pod_means_running() -> None:
+    job = live_job({"active": 1, "startTime": "2026-11-27T12:00:01Z"})
+    plan = decide.plan(observed(job=job, pods=[running_pod()]), CONFIG, NOW)
+    assert plan.phase == "Running"
+    assert plan.status["startTime"] == "2026-11-27T12:00:01Z"
+    assert plan.status["attempts"] == 1
+    assert cond(plan, "Running")["status"] == "True"
+
+
+def test_complete_job_means_succeeded_with_times() -> None:
+    job = live_job(
+        {
+            "succeeded": 1,
+            "startTime": "2026-11-27T12:00:01Z",
+            "completionTime": "2026-11-27T12:02:00Z",
+            "conditions": [{"type": "Complete", "status": "True"}],
+        }
+    )
+    plan = decide.plan(observed(job=job, status={"phase": "Running"}), CONFIG, NOW)
+    assert plan.phase == "Succeeded"
+    assert plan.status["completionTime"] == "2026-11-27T12:02:00Z"
+    assert cond(plan, "Succeeded")["status"] == "True"
+    assert [(e.type, e.reason) for e in plan.events] == [("Normal", "Succeeded")]
+
+
+def failed_pod(code: int, message: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "demo-xyz"},
+        "status": {
+            "phase": "Failed",
+            "containerStatuses": [
+                {
+                    "name": "trainer",
+                    "state": {
+                        "terminated": {
+                            "exitCode": code,
+                            "reason": "Error",
+                            "message": message,
+                            "finishedAt": "2026-11-27T12:01:00Z",
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def test_failed_job_carries_the_reason_and_the_pods_message() -> None:
+    job = live_job(
+        {
+            "failed": 2,
+            "conditions": [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "BackoffLimitExceeded",
+                    "message": "Job has reached the specified backoff limit",
+                    "lastTransitionTime": "2026-11-27T12:01:02Z",
+                }
+            ],
+        }
+    )
+    pods = [failed_pod(1, "Traceback...\nValueError: bad column 'x'")]
+    plan = decide.plan(observed(job=job, pods=pods, status={"phase": "Running"}), CONFIG, NOW)
+    assert plan.phase == "Failed"
+    failed = cond(plan, "Failed")
+    assert failed["reason"] == "BackoffLimitExceeded"
+    assert "exit code 1" in failed["message"] and "bad column 'x'" in failed["message"]
+    assert plan.status["completionTime"] == "2026-11-27T12:01:02Z"
+    assert plan.events[0].type == "Warning"
+
+
+def test_deadline_exceeded_is_reported() -> None:
+    job = live_job(
+        {
+            "conditions": [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "DeadlineExceeded",
+                    "message": "too long",
+                }
+            ]
+        }
+    )
+    plan = decide.plan(observed(job=job), CONFIG, NOW)
+    assert cond(plan, "Failed")["reason"] == "DeadlineExceeded"
+
+
+def test_unschedulable_pod_keeps_pending_and_says_why() -> None:
+    pod = {
+        "metadata": {"name": "p"},
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+                }
+            ],
+        },
+    }
+    plan = decide.plan(observed(job=live_job({"active": 1}), pods=[pod]), CONFIG, NOW)
+    assert plan.phase == "Pending"
+    scheduled = cond(plan, "PodScheduled")
+    assert scheduled["status"] == "False" and "Insufficient nvidia.com/gpu" in scheduled["message"]
+
+
+def test_image_pull_errors_surface() -> None:
+    pod = {
+        "metadata": {"name": "p"},
+        "status": {
+            "phase": "Pending",
+            "containerStatuses": [
+                {
+                    "name": "trainer",
+                    "state": {
+                        "waiting": {"reason": "ImagePullBackOff", "message": "no such image"}
+                    },
+                }
+            ],
+        },
+    }
+    plan = decide.plan(observed(job=live_job({"active": 1}), pods=[pod]), CONFIG, NOW)
+    assert "ImagePullBackOff" in plan.status["message"]
+
+
+def test_suspend_toggles_are_applied_to_the_live_job() -> None:
+    spec = {**SPEC, "suspend": True}
+    plan = decide.plan(observed(job=live_job(), spec=spec), CONFIG, NOW)
+    assert plan.update_job is not None and plan.update_job["spec"]["suspend"] is True
+    assert plan.phase == "Suspended"
+
+
+def test_pod_template_changes_after_start_are_reported_not_applied() -> None:
+    plan = decide.plan(observed(job=live_job(), spec={**SPEC, "image": "new:2"}), CONFIG, NOW)
+    assert plan.create_job is None and plan.update_job is None
+    assert cond(plan, "SpecApplied")["reason"] == "ImmutableAfterStart"
+
+
+def test_finished_run_whose_job_was_deleted_is_not_rerun() -> None:
+    status = {"phase": "Succeeded", "message": "training finished"}
+    plan = decide.plan(observed(job=None, status=status), CONFIG, NOW)
+    assert plan.create_job is None and plan.phase == "Succeeded"
+
+
+def test_invalid_spec_fails_with_the_field() -> None:
+    plan = decide.plan(observed(spec={"entrypoint": "pkg:fn", "bogus": 1}), CONFIG, NOW)
+    assert plan.create_job is None and plan.phase == "Failed"
+    assert cond(plan, "Failed")["reason"] == "InvalidSpec"
+    assert "spec.bogus" in plan.status["message"]
+
+
+def test_repeated_cycles_are_stable() -> None:
+    job = live_job({"active": 1})
+    first = decide.plan(observed(job=job, pods=[running_pod()]), CONFIG, NOW)
+    second = decide.plan(
+        observed(job=job, pods=[running_pod()], status=first.status), CONFIG, LATER
+    )
+    assert second.status == first.status
+    assert second.events == []
+
+
+def test_rejected_job_becomes_a_condition() -> None:
+    obs = observed()
+    plan = decide.rejected(obs, decide.plan(obs, CONFIG, NOW), "priorityclass not found", NOW)
+    assert cond(plan, "JobCreated")["reason"] == "JobRejected"
+    assert "priorityclass not found" in plan.status["message"]
