@@ -1,125 +1,119 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes control plane (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl), etcd and kwok from Go modules at pinned versions into a cache
-# outside the repository, keyed by those versions. A second run with the same pins is a no-op.
-# Called by `make tools` (and so by `.ci/run`, `make test`, `make up`).
-# Prints the bin directory on its last line.
+# kube-scheduler, kubectl), etcd, kwok and helm from Go modules at pinned versions into a
+# cache outside the repository, one directory per tool keyed by its version. A second run with
+# the same pins costs nothing. Called by the Makefile (`make tools`, `make test`, `make up`).
+# Prints, on its last line, a directory with every binary (symlinks into the per-tool caches).
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.34.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.6}"
 KWOK_VERSION="${KWOK_VERSION:-v0.7.0}"
+HELM_VERSION="${HELM_VERSION:-v3.19.0}"
 CACHE_ROOT="${TOQUE_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/toque/tools}"
-KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_$(go env GOOS)-$(go env GOARCH)"
-BIN="$CACHE_ROOT/$KEY/bin"
-STAMP="$CACHE_ROOT/$KEY/.complete"
-NEEDED=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok)
-
-if [[ -f "$STAMP" ]]; then
-  echo "$BIN"
-  exit 0
-fi
+PLATFORM="$(go env GOOS)-$(go env GOARCH)"
 
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 export CGO_ENABLED=0
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
-mkdir -p "$BIN.partial"
 log() { echo "[build-tools] $*" >&2; }
 
+# new_module DIR NAME: an empty Go module to build one tool in.
+new_module() {
+  rm -rf "$1" && mkdir -p "$1" && cd "$1"
+  go mod init "toque.dev/$2" >/dev/null 2>&1
+}
+
 build_k8s() {
+  local out="$1" work="$2"
   # k8s.io/kubernetes replaces its staging modules with local paths; those replaces do not
   # apply to a dependent module, so the wrapper maps each staging module to its v0.X tag.
   local minor="${K8S_VERSION#v1.}"
-  local staging_version="v0.${minor}"
-  local dir="$WORK/k8s"
-  mkdir -p "$dir"
-  cd "$dir"
-  go mod init toque.dev/k8s-tools >/dev/null 2>&1
-  local gomod
-  gomod="$(go mod download -json "k8s.io/kubernetes@${K8S_VERSION}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')"
-  local mods
+  new_module "$work/k8s" k8s-tools
+  local gomod mods
+  gomod="$(go mod download -json "k8s.io/kubernetes@${K8S_VERSION}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')"
   mods="$(grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging' "$gomod" | awk '{print $1}')"
   {
     echo "require k8s.io/kubernetes ${K8S_VERSION}"
     echo "replace ("
-    for m in $mods; do echo "  $m => $m ${staging_version}"; done
+    for m in $mods; do echo "  $m => $m v0.${minor}"; done
     echo ")"
   } >>go.mod
-  cat >tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
+  printf '%s\n' '//go:build tools' '' 'package tools' '' 'import (' \
+    '	_ "k8s.io/kubernetes/cmd/kube-apiserver"' \
+    '	_ "k8s.io/kubernetes/cmd/kube-controller-manager"' \
+    '	_ "k8s.io/kubernetes/cmd/kube-scheduler"' \
+    '	_ "k8s.io/kubernetes/cmd/kubectl"' ')' >tools.go
   go mod tidy >&2
-  local ver="k8s.io/component-base/version"
-  local cver="k8s.io/client-go/pkg/version"
-  local ldflags="-s -w"
-  for p in "$ver" "$cver"; do
+  local ldflags="-s -w" p
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X $p.gitVersion=${K8S_VERSION} -X $p.gitMajor=1 -X $p.gitMinor=${minor%%.*}"
     ldflags+=" -X $p.gitTreeState=clean"
   done
-  log "building kubernetes ${K8S_VERSION} (this takes a while on a cold cache)"
-  go build -trimpath -ldflags "$ldflags" -o "$BIN.partial/" \
+  log "building kubernetes ${K8S_VERSION} (cold: about 15-25 minutes on 2 cores)"
+  go build -trimpath -ldflags "$ldflags" -o "$out/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl >&2
 }
 
 build_etcd() {
-  local dir="$WORK/etcd"
-  mkdir -p "$dir"
-  cd "$dir"
-  go mod init toque.dev/etcd-tool >/dev/null 2>&1
-  cat >main.go <<'GO'
-package main
-
-import (
-	"os"
-
-	"go.etcd.io/etcd/server/v3/etcdmain"
-)
-
-func main() { etcdmain.Main(os.Args) }
-GO
+  local out="$1" work="$2"
+  new_module "$work/etcd" etcd-tool
+  printf '%s\n' 'package main' '' 'import (' '	"os"' '' \
+    '	"go.etcd.io/etcd/server/v3/etcdmain"' ')' '' \
+    'func main() { etcdmain.Main(os.Args) }' >main.go
   go get "go.etcd.io/etcd/server/v3@${ETCD_VERSION}" >&2
   go mod tidy >&2
   log "building etcd ${ETCD_VERSION}"
-  go build -trimpath -ldflags "-s -w" -o "$BIN.partial/etcd" . >&2
+  go build -trimpath -ldflags "-s -w" -o "$out/etcd" . >&2
+}
+
+# build_module OUT WORK NAME MODULE VERSION PACKAGE [LDFLAGS]: a main package of a module.
+build_module() {
+  local out="$1" work="$2" name="$3" module="$4" version="$5" pkg="$6" ldflags="${7:-}"
+  new_module "$work/$name" "$name-tool"
+  printf '%s\n' '//go:build tools' '' 'package tools' '' "import _ \"$pkg\"" >tools.go
+  go get "${module}@${version}" >&2
+  go mod tidy >&2
+  log "building $name ${version}"
+  go build -trimpath -ldflags "-s -w $ldflags" -o "$out/$name" "$pkg" >&2
 }
 
 build_kwok() {
-  local dir="$WORK/kwok"
-  mkdir -p "$dir"
-  cd "$dir"
-  go mod init toque.dev/kwok-tool >/dev/null 2>&1
-  cat >tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import _ "sigs.k8s.io/kwok/cmd/kwok"
-GO
-  go get "sigs.k8s.io/kwok@${KWOK_VERSION}" >&2
-  go mod tidy >&2
-  log "building kwok ${KWOK_VERSION}"
-  go build -trimpath -ldflags "-s -w" -o "$BIN.partial/kwok" sigs.k8s.io/kwok/cmd/kwok >&2
+  build_module "$1" "$2" kwok sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
 }
 
-[[ -x "$BIN.partial/etcd" ]] || build_etcd
-[[ -x "$BIN.partial/kwok" ]] || build_kwok
-[[ -x "$BIN.partial/kubectl" ]] || build_k8s
+build_helm() {
+  build_module "$1" "$2" helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
+    "-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
+}
 
-for b in "${NEEDED[@]}"; do
-  [[ -x "$BIN.partial/$b" ]] || { log "missing $b after build"; exit 1; }
-done
-rm -rf "$BIN"
-mv "$BIN.partial" "$BIN"
-touch "$STAMP"
+# ensure TOOL VERSION BINARIES...: build into $CACHE_ROOT/TOOL-VERSION-PLATFORM once.
+ensure() {
+  local tool="$1" version="$2"
+  shift 2
+  local dir="$CACHE_ROOT/${tool}-${version}-${PLATFORM}"
+  if [[ ! -f "$dir/.complete" ]]; then
+    local work
+    work="$(mktemp -d)"
+    rm -rf "$dir.partial" && mkdir -p "$dir.partial"
+    ( "build_${tool}" "$dir.partial" "$work" )
+    rm -rf "$work"
+    local b
+    for b in "$@"; do
+      [[ -x "$dir.partial/$b" ]] || { log "missing $b after building $tool"; exit 1; }
+    done
+    rm -rf "$dir" && mv "$dir.partial" "$dir" && touch "$dir/.complete"
+  fi
+  local b
+  for b in "$@"; do ln -sf "$dir/$b" "$BIN/$b"; done
+}
+
+KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_${PLATFORM}"
+BIN="$CACHE_ROOT/bin/$KEY"
+mkdir -p "$BIN"
+ensure etcd "$ETCD_VERSION" etcd
+ensure kwok "$KWOK_VERSION" kwok
+ensure k8s "$K8S_VERSION" kube-apiserver kube-controller-manager kube-scheduler kubectl
+ensure helm "$HELM_VERSION" helm
 echo "$BIN"

@@ -166,6 +166,7 @@ class LocalCluster:
         workdir: pathlib.Path | None = None,
         nodes: Sequence[NodeSpec] = DEFAULT_NODES,
         binaries: dict[str, pathlib.Path] | None = None,
+        detached: bool = False,
     ) -> None:
         self._own_workdir = workdir is None
         self.workdir = workdir or pathlib.Path(tempfile.mkdtemp(prefix="toque-cluster-"))
@@ -175,6 +176,8 @@ class LocalCluster:
         self.processes: dict[str, processes.Process] = {}
         self.kubeconfig = self.workdir / "kubeconfig"
         self.server = ""
+        # Detached components outlive this process (the local stack); `down` stops them.
+        self.detached = detached
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -371,6 +374,37 @@ class LocalCluster:
             )
         return result
 
+    def install_crds(self, directory: pathlib.Path) -> None:
+        """Server-side apply Toque's CRDs and wait until the API server serves them."""
+        self.kubectl("apply", "--server-side", "-f", str(directory))
+        self.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "crd",
+            "-l",
+            "app.kubernetes.io/part-of=toque",
+            "--timeout=60s",
+        )
+
+    def helm(self, *args: str) -> str:
+        """Run the real helm (client-side commands such as template and lint)."""
+        result = subprocess.run(
+            [str(self.binaries["helm"]), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={
+                **os.environ,
+                "KUBECONFIG": str(self.kubeconfig),
+                "HELM_CACHE_HOME": str(self.workdir / "helm-cache"),
+                "HELM_CONFIG_HOME": str(self.workdir / "helm-config"),
+                "HELM_DATA_HOME": str(self.workdir / "helm-data"),
+            },
+        )
+        if result.returncode != 0:
+            raise ClusterError(f"helm {' '.join(args)} failed:\n{result.stderr}")
+        return result.stdout
+
     def kubectl_json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json").stdout)
 
@@ -391,7 +425,9 @@ class LocalCluster:
     def _run(self, name: str, argv: list[str]) -> None:
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)
-        self.processes[name] = processes.Process(name, argv, logs / f"{name}.log")
+        self.processes[name] = processes.Process(
+            name, argv, logs / f"{name}.log", die_with_parent=not self.detached
+        )
 
     def _write_kubeconfig(self, path: pathlib.Path, pair: pki.KeyPair, user: str) -> None:
         path.write_text(yaml.safe_dump(_kubeconfig(self.server, self._ca, pair, user)))
