@@ -58,7 +58,7 @@ def test_chart_installs_and_its_pod_meets_restricted(cluster: local.LocalCluster
     cluster.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
     cluster.helm(
         "install",
-        "toque",
+        "toque-chart",
         str(CHART),
         "--namespace",
         ns,
@@ -69,7 +69,7 @@ def test_chart_installs_and_its_pod_meets_restricted(cluster: local.LocalCluster
         "metrics.serviceMonitor.enabled=false",
     )
     deployment = json.loads(
-        cluster.kubectl("get", "deployment", "toque-operator", "-n", ns, "-o", "json").stdout
+        cluster.kubectl("get", "deployment", "toque-chart-operator", "-n", ns, "-o", "json").stdout
     )
     assert deployment["status"].get("readyReplicas") == 1
     can = cluster.kubectl(
@@ -79,7 +79,7 @@ def test_chart_installs_and_its_pod_meets_restricted(cluster: local.LocalCluster
         "jobs.batch",
         "-n",
         "default",
-        f"--as=system:serviceaccount:{ns}:toque-operator",
+        f"--as=system:serviceaccount:{ns}:toque-chart-operator",
         check=False,
     )
     assert can.stdout.strip() == "no"  # least privilege: the operator never deletes Jobs
@@ -90,8 +90,8 @@ def test_chart_installs_and_its_pod_meets_restricted(cluster: local.LocalCluster
         "jobs.batch",
         "-n",
         "default",
-        f"--as=system:serviceaccount:{ns}:toque-operator",
+        f"--as=system:serviceaccount:{ns}:toque-chart-operator",
         check=False,
     )
     assert can.stdout.strip() == "yes"
-    cluster.helm("uninstall", "toque", "--namespace", ns, "--wait")
+    cluster.helm("uninstall", "toque-chart", "--namespace", ns, "--wait")

@@ -34,8 +34,8 @@ def _walk(node: Any, path: str = "$") -> list[str]:
     )
     if not has_type and not special:
         problems.append(f"{path}: no type")
-    if "anyOf" in node and not node.get("x-kubernetes-int-or-string"):
-        problems.append(f"{path}: anyOf outside int-or-string")
+    if "anyOf" in node:
+        problems.append(f"{path}: anyOf")
     for name, child in (node.get("properties") or {}).items():
         problems += _walk(child, f"{path}.{name}")
     if isinstance(node.get("items"), dict):

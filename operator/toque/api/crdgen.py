@@ -115,6 +115,11 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
             out[key] = {k: _structural(v, defs) for k, v in value.items()}
         else:
             out[key] = _structural(value, defs)
+    # JSON Schema 2020-12 says exclusiveMinimum: N; OpenAPI v3.0 says minimum: N + a flag.
+    for bound, flag in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+        if isinstance(out.get(flag), int | float) and not isinstance(out.get(flag), bool):
+            out[bound] = out.pop(flag)
+            out[flag] = True
     if "const" in out:
         out["enum"] = [out.pop("const")]
     if out.get("x-kubernetes-preserve-unknown-fields") and "additionalProperties" in out:

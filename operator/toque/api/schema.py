@@ -7,6 +7,7 @@ structural. Called by the per-kind modules in this package.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import pydantic
@@ -46,14 +47,18 @@ def positive_quantity_rule(field: str) -> str:
     )
 
 
+def _check_quantity(value: int | str) -> int | str:
+    if isinstance(value, str) and not re.match(QUANTITY_PATTERN, value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity such as 500m, 2 or 4Gi")
+    return value
+
+
 Quantity = Annotated[
     int | str,
-    pydantic.WithJsonSchema(
-        {
-            "x-kubernetes-int-or-string": True,
-            "anyOf": [{"type": "integer"}, {"type": "string", "pattern": QUANTITY_PATTERN}],
-        }
-    ),
+    # The API server checks the quantity syntax and sign through the CEL rule of the field's
+    # parent (see positive_quantity_rule); structural schemas allow no typed anyOf here.
+    pydantic.WithJsonSchema({"x-kubernetes-int-or-string": True}),
+    pydantic.AfterValidator(lambda v: _check_quantity(v)),
 ]
 Duration = Annotated[
     str,

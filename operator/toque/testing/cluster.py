@@ -39,6 +39,7 @@ BINARIES = (
     "kube-scheduler",
     "kubectl",
     "kwok",
+    "helm",
 )
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
@@ -286,8 +287,7 @@ class LocalCluster:
                 f"--service-account-private-key-file={sa.key}",
                 f"--root-ca-file={ca.cert_path}",
                 f"--cert-dir={self.workdir / 'kcm-certs'}",
-                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,"
-                "-node-route-controller",
+                "--controllers=*",
                 "--v=1",
             ],
         )
@@ -374,6 +374,10 @@ class LocalCluster:
             )
         return result
 
+    def server_version(self) -> str:
+        version: str = self.kubectl_json("version")["serverVersion"]["gitVersion"]
+        return version
+
     def install_crds(self, directory: pathlib.Path) -> None:
         """Server-side apply Toque's CRDs and wait until the API server serves them."""
         self.kubectl("apply", "--server-side", "-f", str(directory))
@@ -387,9 +391,13 @@ class LocalCluster:
         )
 
     def helm(self, *args: str) -> str:
-        """Run the real helm (client-side commands such as template and lint)."""
+        """Run the real helm against this cluster."""
+        extra: list[str] = []
+        if args and args[0] in ("template", "lint"):
+            # Offline rendering assumes Kubernetes 1.20 unless told which server it targets.
+            extra = [f"--kube-version={self.server_version()}"]
         result = subprocess.run(
-            [str(self.binaries["helm"]), *args],
+            [str(self.binaries["helm"]), *args, *extra],
             capture_output=True,
             text=True,
             timeout=60,
