@@ -36,7 +36,7 @@ def operator_identity(cluster: local.LocalCluster) -> pathlib.Path:
 def operator(
     cluster: local.LocalCluster, operator_identity: pathlib.Path
 ) -> Iterator[operator_process.Operator]:
-    op = operator_process.Operator(cluster, operator_identity)
+    op = operator_process.Operator(cluster, operator_identity, runtime_image="toque-runtime:test")
     op.start()
     try:
         yield op

@@ -30,6 +30,17 @@ def tj(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
+def finishing_after(seconds: int) -> dict[str, Any]:
+    """Pod metadata that makes kwok's simulated kubelet end the pod after ``seconds``."""
+    value = f"{seconds}s"
+    return {
+        "annotations": {
+            "pod-complete.stage.kwok.x-k8s.io/delay": value,
+            "pod-complete.stage.kwok.x-k8s.io/jitter-delay": value,
+        }
+    }
+
+
 def phase(cluster: local.LocalCluster, ns: str, name: str) -> str | None:
     obj = get(cluster, ns, "trainingjob", name)
     return (obj or {}).get("status", {}).get("phase")
@@ -173,7 +184,7 @@ def test_too_many_gpus_stay_pending_and_say_why(
 
 
 def test_deleting_the_run_deletes_its_job(cluster: local.LocalCluster, namespace: str) -> None:
-    slow = {"annotations": {"pod-complete.stage.kwok.x-k8s.io/delay": "60s"}}
+    slow = finishing_after(60)
     apply(cluster, namespace, tj("doomed", podMetadata=slow))
     obj = wait(cluster, lambda: get(cluster, namespace, "trainingjob", "doomed"), "the run")
     uid = obj["metadata"]["uid"]
@@ -185,7 +196,7 @@ def test_deleting_the_run_deletes_its_job(cluster: local.LocalCluster, namespace
 def test_operator_crash_mid_run_creates_no_second_job(
     cluster: local.LocalCluster, namespace: str, operator: operator_process.Operator
 ) -> None:
-    slow = {"annotations": {"pod-complete.stage.kwok.x-k8s.io/delay": "8s"}}
+    slow = finishing_after(8)
     apply(cluster, namespace, tj("resilient", podMetadata=slow))
     obj = wait(cluster, lambda: get(cluster, namespace, "trainingjob", "resilient"), "the run")
     uid = obj["metadata"]["uid"]
@@ -224,7 +235,7 @@ def test_suspend_and_resume(cluster: local.LocalCluster, namespace: str) -> None
 def test_pod_template_change_after_start_is_reported(
     cluster: local.LocalCluster, namespace: str
 ) -> None:
-    slow = {"annotations": {"pod-complete.stage.kwok.x-k8s.io/delay": "30s"}}
+    slow = finishing_after(30)
     apply(cluster, namespace, tj("edited", podMetadata=slow))
     wait(cluster, lambda: get(cluster, namespace, "job", "edited"), "the Job")
     cluster.kubectl(
@@ -264,3 +275,29 @@ def test_operator_metrics(
     ok = re.search(r'toque_reconcile_total\{kind="TrainingJob",result="success"\} (\d+)', text)
     assert ok and int(ok.group(1)) > 0
     assert "toque_reconcile_duration_seconds_bucket" in text
+
+
+def test_deadline_exceeded_fails_with_the_reason(
+    cluster: local.LocalCluster, namespace: str
+) -> None:
+    slow = finishing_after(120)
+    apply(cluster, namespace, tj("late", activeDeadlineSeconds=3, podMetadata=slow))
+    done = wait_phase(cluster, namespace, "late", "Failed")
+    assert condition(done, "Failed")["reason"] == "DeadlineExceeded"
+
+
+def test_pod_the_job_cannot_create_is_explained(
+    cluster: local.LocalCluster, namespace: str
+) -> None:
+    apply(cluster, namespace, tj("no-priority", priorityClassName="does-not-exist"))
+
+    def explained() -> dict[str, Any] | None:
+        obj = get(cluster, namespace, "trainingjob", "no-priority")
+        conds = {c["type"]: c for c in (obj or {}).get("status", {}).get("conditions", [])}
+        created = conds.get("PodCreated")
+        return obj if created and created["status"] == "False" else None
+
+    obj = wait(cluster, explained, "PodCreated=False", timeout=60)
+    assert obj["status"]["phase"] == "Pending"
+    assert condition(obj, "PodCreated")["reason"] == "FailedCreate"
+    assert "does-not-exist" in condition(obj, "PodCreated")["message"]

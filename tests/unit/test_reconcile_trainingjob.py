@@ -251,3 +251,18 @@ def test_rejected_job_becomes_a_condition() -> None:
     plan = decide.rejected(obs, decide.plan(obs, CONFIG, NOW), "priorityclass not found", NOW)
     assert cond(plan, "JobCreated")["reason"] == "JobRejected"
     assert "priorityclass not found" in plan.status["message"]
+
+
+def test_pod_creation_failures_are_reported() -> None:
+    warning = {"reason": "FailedCreate", "message": 'pods "demo-x" is forbidden: exceeded quota'}
+    obs = decide.Observed(**{**observed(job=live_job()).__dict__, "job_warnings": [warning]})
+    plan = decide.plan(obs, CONFIG, NOW)
+    assert plan.phase == "Pending"
+    created = cond(plan, "PodCreated")
+    assert created["status"] == "False" and "exceeded quota" in created["message"]
+    with_pod = decide.plan(
+        observed(job=live_job({"active": 1}), pods=[running_pod()], status=plan.status),
+        CONFIG,
+        LATER,
+    )
+    assert cond(with_pod, "PodCreated")["status"] == "True"

@@ -107,7 +107,7 @@ class Kube:
             raise
         return result
 
-    def list(
+    def list_objects(
         self, api_version: str, kind: str, namespace: str, label_selector: str
     ) -> list[dict[str, Any]]:
         result = self._call(
@@ -117,6 +117,16 @@ class Kube:
         )
         items: list[dict[str, Any]] = result.get("items") or []
         return items
+
+    def list_events(self, namespace: str, uid: str, type_: str) -> list[dict[str, Any]]:
+        """Events about the object with ``uid``, oldest first."""
+        result = self._call(
+            "GET",
+            resource_path("v1", "Event", namespace),
+            query=[("fieldSelector", f"involvedObject.uid={uid},type={type_}")],
+        )
+        items: list[dict[str, Any]] = result.get("items") or []
+        return sorted(items, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime")))
 
     def apply(
         self, obj: dict[str, Any], field_manager: str = constants.FIELD_MANAGER, force: bool = False

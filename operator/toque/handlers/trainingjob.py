@@ -24,35 +24,48 @@ from toque.resources import trainingjob_job as jobs
 KIND = "TrainingJob"
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 MUTABLE_FIELD_MANAGER = f"{constants.FIELD_MANAGER}-mutable"
+# How many times (5 s apart) a new or changed run is re-checked while its Job has no pod.
+POD_CREATION_CHECKS = 36
 
 
-def reconcile(namespace: str, name: str, logger: Logger) -> None:
-    """One observe → decide → act cycle; raises on errors so the caller can retry."""
+def reconcile(namespace: str, name: str, logger: Logger) -> bool:
+    """One observe → decide → act cycle; raises on errors so the caller can retry.
+
+    Returns True while the Job exists but has no pod yet: the Job controller reports pod
+    creation failures (quota, admission) only as Events, which trigger no watch here, so the
+    caller should look again.
+    """
     started = time.monotonic()
     try:
         with runtime.lock_for(namespace, name):
-            _cycle(namespace, name, logger)
+            waiting = _cycle(namespace, name, logger)
     except Exception as error:
         metrics.RECONCILES.labels(KIND, "error").inc()
         metrics.ERRORS.labels(KIND, type(error).__name__).inc()
         raise
     else:
         metrics.RECONCILES.labels(KIND, "success").inc()
+        return waiting
     finally:
         metrics.DURATION.labels(KIND).observe(time.monotonic() - started)
 
 
-def _cycle(namespace: str, name: str, logger: Logger) -> None:
+def _cycle(namespace: str, name: str, logger: Logger) -> bool:
     k = runtime.client()
     body = k.get(constants.API_VERSION, KIND, namespace, name)
     if body is None:
         metrics.TRAININGJOB_PHASES.set(namespace, name, None)
-        return
+        return False
     meta = body["metadata"]
     if meta.get("deletionTimestamp"):
-        return  # the garbage collector removes the Job through its ownerReference
+        return False  # the garbage collector removes the Job through its ownerReference
     job = k.get("batch/v1", "Job", namespace, jobs.job_name(name))
-    pods = k.list("v1", "Pod", namespace, f"{constants.LABEL_TRAININGJOB_UID}={meta['uid']}")
+    pods = k.list_objects(
+        "v1", "Pod", namespace, f"{constants.LABEL_TRAININGJOB_UID}={meta['uid']}"
+    )
+    warnings: list[dict[str, Any]] = []
+    if job and not pods:
+        warnings = k.list_events(namespace, job["metadata"]["uid"], "Warning")
     observed = decide.Observed(
         name=name,
         namespace=namespace,
@@ -62,6 +75,7 @@ def _cycle(namespace: str, name: str, logger: Logger) -> None:
         status=body.get("status") or {},
         job=job,
         pods=pods,
+        job_warnings=warnings,
     )
     now = dt.datetime.now(dt.UTC)
     plan = decide.plan(observed, runtime.build_config(), now)
@@ -84,6 +98,7 @@ def _cycle(namespace: str, name: str, logger: Logger) -> None:
         except kube.ApiException as error:  # an Event is not worth failing the cycle
             logger.warning("could not post event %s: %s", event.reason, error.reason)
     metrics.TRAININGJOB_PHASES.set(namespace, name, plan.phase)
+    return bool(plan.phase == "Pending" and (job or plan.create_job) and not pods)
 
 
 def _api_message(error: kube.ApiException) -> str:
@@ -93,9 +108,9 @@ def _api_message(error: kube.ApiException) -> str:
         return str(error.reason)
 
 
-def _retrying(namespace: str, name: str, logger: Any) -> None:
+def _retrying(namespace: str, name: str, logger: Any, retry: int) -> None:
     try:
-        reconcile(namespace, name, logger)
+        waiting = reconcile(namespace, name, logger)
     except kube.ApiException as error:
         if kube.is_transient(error):
             raise kopf.TemporaryError(
@@ -104,13 +119,15 @@ def _retrying(namespace: str, name: str, logger: Any) -> None:
         raise
     except OSError as error:
         raise kopf.TemporaryError(f"API server unreachable: {error}", delay=5) from error
+    if waiting and retry < POD_CREATION_CHECKS:
+        raise kopf.TemporaryError("waiting for the Job to create its pod", delay=5)
 
 
-@kopf.on.resume(constants.GROUP, constants.VERSION, "trainingjobs", retries=20, backoff=5)
-@kopf.on.create(constants.GROUP, constants.VERSION, "trainingjobs", retries=20, backoff=5)
-@kopf.on.update(constants.GROUP, constants.VERSION, "trainingjobs", retries=20, backoff=5)
+@kopf.on.resume(constants.GROUP, constants.VERSION, "trainingjobs", retries=60, backoff=5)
+@kopf.on.create(constants.GROUP, constants.VERSION, "trainingjobs", retries=60, backoff=5)
+@kopf.on.update(constants.GROUP, constants.VERSION, "trainingjobs", retries=60, backoff=5)
 def on_trainingjob(**kwargs: Any) -> None:
-    _retrying(kwargs["namespace"], kwargs["name"], kwargs["logger"])
+    _retrying(kwargs["namespace"], kwargs["name"], kwargs["logger"], kwargs["retry"])
 
 
 @kopf.on.delete(constants.GROUP, constants.VERSION, "trainingjobs", optional=True)

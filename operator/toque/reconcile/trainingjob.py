@@ -23,6 +23,7 @@ MESSAGE_TAIL = 2000
 # Condition types, as documented in the CRD description.
 JOB_CREATED = "JobCreated"
 SPEC_APPLIED = "SpecApplied"
+POD_CREATED = "PodCreated"
 POD_SCHEDULED = "PodScheduled"
 RUNNING = "Running"
 SUSPENDED = "Suspended"
@@ -51,6 +52,9 @@ class Observed:
     status: dict[str, Any]
     job: dict[str, Any] | None
     pods: list[dict[str, Any]]
+    # Warning Events the Job controller posted on the Job (FailedCreate: quota, admission...),
+    # newest last; only fetched while the Job has no pod.
+    job_warnings: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,17 +262,23 @@ def plan(obs: Observed, config: jobs.BuildConfig, now: dt.datetime) -> Plan:
         int(job_status.get(k) or 0) for k in ("active", "failed", "succeeded")
     )
 
-    phase, message = _derive_phase(job, obs.pods, spec, st)
+    phase, message = _derive_phase(job, obs.pods, obs.job_warnings, spec, st)
     out.status = st.finish(phase, message)
     out.events += _phase_events(old_phase, phase, message)
     return out
 
 
 def _derive_phase(
-    job: dict[str, Any], pods: list[dict[str, Any]], spec: tj.TrainingJobSpec, st: _Status
+    job: dict[str, Any],
+    pods: list[dict[str, Any]],
+    warnings: list[dict[str, Any]],
+    spec: tj.TrainingJobSpec,
+    st: _Status,
 ) -> tuple[str, str]:
     """Phase and message from the Job's conditions and its pods; sets conditions on ``st``."""
     job_status = job.get("status") or {}
+    if pods and st.get(POD_CREATED):
+        st.set(POD_CREATED, "True", "Created", "the Job created the training pod")
     complete = _job_condition(job, "Complete") or _job_condition(job, "SuccessCriteriaMet")
     failed = _job_condition(job, "Failed") or _job_condition(job, "FailureTarget")
     if complete:
@@ -303,6 +313,12 @@ def _derive_phase(
             f"pod {running[0]['metadata']['name']} runs" if running else "the training pod runs",
         )
         return "Running", "training"
+    if not pods:
+        failed_create = [w for w in warnings if w.get("reason") == "FailedCreate"]
+        if failed_create:
+            message = str(failed_create[-1].get("message") or "")
+            st.set(POD_CREATED, "False", "FailedCreate", message)
+            return "Pending", f"the Job cannot create its pod: {message}"
     pending = _pending_reason(pods)
     if pending:
         type_, reason, message = pending

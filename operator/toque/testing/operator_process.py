@@ -54,8 +54,13 @@ class Operator:
     """The operator process; ``kill`` simulates a crash, ``start`` brings it back."""
 
     def __init__(
-        self, c: local.LocalCluster, kubeconfig: pathlib.Path, detached: bool = False
+        self,
+        c: local.LocalCluster,
+        kubeconfig: pathlib.Path,
+        detached: bool = False,
+        runtime_image: str | None = None,
     ) -> None:
+        self.runtime_image = runtime_image
         self.cluster = c
         self.detached = detached
         self.kubeconfig = kubeconfig
@@ -74,7 +79,7 @@ class Operator:
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "TOQUE_METRICS_ADDR": "127.0.0.1",
-            "TOQUE_RUNTIME_IMAGE": "toque-runtime:test",
+            **({"TOQUE_RUNTIME_IMAGE": self.runtime_image} if self.runtime_image else {}),
         }
         log = self.cluster.workdir / "logs" / "operator.log"
         self.process = processes.Process(
