@@ -11,6 +11,10 @@ ETCD_VERSION="${ETCD_VERSION:-v3.6.6}"
 KWOK_VERSION="${KWOK_VERSION:-v0.7.0}"
 HELM_VERSION="${HELM_VERSION:-v3.19.0}"
 CACHE_ROOT="${TOQUE_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/toque/tools}"
+command -v go >/dev/null || {
+  echo "[build-tools] Go >= 1.24 is needed to build the control plane (no Go on PATH)" >&2
+  exit 1
+}
 PLATFORM="$(go env GOOS)-$(go env GOARCH)"
 
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"

@@ -39,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    if not args.verbose:
+        # kopf logs every successful handler call at INFO: one line per pod event.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     import toque.handlers  # noqa: F401  - registers the handlers with kopf
 
     asyncio.run(
