@@ -4,17 +4,23 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 
-.PHONY: all venv tools crds crds-check lint test test-unit test-e2e test-kind up down clean
+.PHONY: all venv tools crds crds-check lint test test-unit test-e2e test-kind up down clean \
+	bench bench-data lock
 
 all: test
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every transitive version (regenerate with `make lock`): a fresh
+# machine gets the set the tests ran with, and pip skips a long backtracking search.
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
+
+lock: venv
+	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
 
 venv: $(STAMP)
 
@@ -49,6 +55,18 @@ test-kind: venv
 	fi
 	$(PY) -m pip install -q -e '.[dev,kind]'
 	$(VENV)/bin/pytest -q -m kind tests/kind
+
+# Benchmarks write their results under bench/results/.
+bench: bench-data
+
+# dvc lives in its own virtualenv: its aiobotocore pins clash with our boto3.
+$(VENV)-bench/bin/dvc:
+	$(PYTHON) -m venv $(VENV)-bench
+	$(VENV)-bench/bin/pip install -q 'dvc[s3]>=3.50'
+
+bench-data: venv tools $(VENV)-bench/bin/dvc
+	TOQUE_TOOLS_BIN=$$(bash hack/build-tools.sh) PATH="$(CURDIR)/$(VENV)-bench/bin:$$PATH" \
+	  $(PY) bench/data_push.py --out bench/results/data-push.md
 
 up: venv tools
 	TOQUE_TOOLS_BIN=$$(bash hack/build-tools.sh) $(VENV)/bin/toque-local up

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes control plane (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl), etcd, kwok and helm from Go modules at pinned versions into a
+# kube-scheduler, kubectl), etcd, kwok, helm and the MinIO server from Go modules at pinned versions into a
 # cache outside the repository, one directory per tool keyed by its version. A second run with
 # the same pins costs nothing. Called by the Makefile (`make tools`, `make test`, `make up`).
 # Prints, on its last line, a directory with every binary (symlinks into the per-tool caches).
@@ -10,6 +10,9 @@ K8S_VERSION="${K8S_VERSION:-v1.34.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.6}"
 KWOK_VERSION="${KWOK_VERSION:-v0.7.0}"
 HELM_VERSION="${HELM_VERSION:-v3.19.0}"
+# MinIO publishes RELEASE.* tags that are not semver; the module proxy serves commits as
+# pseudo-versions. This one is the newest community commit the proxy listed (2026-02-12).
+MINIO_VERSION="${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
 CACHE_ROOT="${TOQUE_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/toque/tools}"
 command -v go >/dev/null || {
   echo "[build-tools] Go >= 1.24 is needed to build the control plane (no Go on PATH)" >&2
@@ -92,6 +95,14 @@ build_helm() {
     "-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}"
 }
 
+build_minio() {
+  local out="$1" work="$2"
+  log "building minio ${MINIO_VERSION}"
+  # No replace directives in MinIO's go.mod, so `go install module@version` works directly.
+  ( cd "$work" && GOBIN="$out" go install -trimpath -ldflags "-s -w" \
+      "github.com/minio/minio@${MINIO_VERSION}" >&2 )
+}
+
 # ensure TOOL VERSION BINARIES...: build into $CACHE_ROOT/TOOL-VERSION-PLATFORM once.
 ensure() {
   local tool="$1" version="$2"
@@ -113,11 +124,13 @@ ensure() {
   for b in "$@"; do ln -sf "$dir/$b" "$BIN/$b"; done
 }
 
-KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_${PLATFORM}"
+KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}"
+KEY="${KEY}_minio-${MINIO_VERSION:0:21}_${PLATFORM}"
 BIN="$CACHE_ROOT/bin/$KEY"
 mkdir -p "$BIN"
 ensure etcd "$ETCD_VERSION" etcd
 ensure kwok "$KWOK_VERSION" kwok
 ensure k8s "$K8S_VERSION" kube-apiserver kube-controller-manager kube-scheduler kubectl
 ensure helm "$HELM_VERSION" helm
+ensure minio "$MINIO_VERSION" minio
 echo "$BIN"

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from toque.testing import cluster as local
-from toque.testing import operator_process
+from toque.testing import operator_process, services
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -32,11 +32,26 @@ def operator_identity(cluster: local.LocalCluster) -> pathlib.Path:
     return operator_process.install_rbac_and_kubeconfig(cluster, ROOT / "helm" / "toque")
 
 
+CREDENTIALS_SECRET = "toque-s3"
+
+
 @pytest.fixture(scope="session")
 def operator(
-    cluster: local.LocalCluster, operator_identity: pathlib.Path
+    cluster: local.LocalCluster,
+    operator_identity: pathlib.Path,
+    minio: services.Minio,
+    mlflow_server: services.Mlflow,
 ) -> Iterator[operator_process.Operator]:
-    op = operator_process.Operator(cluster, operator_identity, runtime_image="toque-runtime:test")
+    """The operator, configured as the chart would: MLflow, S3 and the credentials Secret."""
+    settings = {
+        "TOQUE_MLFLOW_TRACKING_URI": mlflow_server.uri,
+        "TOQUE_S3_ENDPOINT": minio.endpoint,
+        "TOQUE_DATA_BUCKET": "toque-data",
+        "TOQUE_CREDENTIALS_SECRET": CREDENTIALS_SECRET,
+    }
+    op = operator_process.Operator(
+        cluster, operator_identity, runtime_image="toque-runtime:test", env=settings
+    )
     op.start()
     try:
         yield op
@@ -45,8 +60,9 @@ def operator(
 
 
 @pytest.fixture
-def namespace(cluster: local.LocalCluster) -> Iterator[str]:
-    """A fresh namespace with the restricted Pod Security Standard enforced."""
+def namespace(cluster: local.LocalCluster, minio: services.Minio) -> Iterator[str]:
+    """A fresh namespace with the restricted Pod Security Standard enforced and the S3
+    credentials Secret a platform team provisions for training namespaces."""
     name = f"t-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", name)
     cluster.kubectl(
@@ -55,6 +71,16 @@ def namespace(cluster: local.LocalCluster) -> Iterator[str]:
         name,
         "pod-security.kubernetes.io/enforce=restricted",
         "pod-security.kubernetes.io/enforce-version=latest",
+    )
+    cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        CREDENTIALS_SECRET,
+        "-n",
+        name,
+        f"--from-literal=AWS_ACCESS_KEY_ID={minio.access_key}",
+        f"--from-literal=AWS_SECRET_ACCESS_KEY={minio.secret_key}",
     )
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

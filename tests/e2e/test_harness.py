@@ -75,7 +75,7 @@ def test_components_die_with_a_killed_parent(tmp_path: pathlib.Path) -> None:
     assert parent.stdout is not None
     line = parent.stdout.readline()
     pids = json.loads(line)
-    assert len(pids) == 5 and all(alive(p) for p in pids)
+    assert len(pids) == 6 and all(alive(p) for p in pids)
     parent.send_signal(signal.SIGKILL)  # no cleanup code runs
     parent.wait()
     assert wait_dead(pids) == []

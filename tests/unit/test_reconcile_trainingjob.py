@@ -266,3 +266,124 @@ def test_pod_creation_failures_are_reported() -> None:
         LATER,
     )
     assert cond(with_pod, "PodCreated")["status"] == "True"
+
+
+def succeeded(message: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    job = live_job(
+        {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}, spec=GATED
+    )
+    pod = {
+        "metadata": {"name": "p"},
+        "status": {
+            "phase": "Succeeded",
+            "containerStatuses": [
+                {"name": "trainer", "state": {"terminated": {"exitCode": 0, "message": message}}}
+            ],
+        },
+    }
+    return job, [pod]
+
+
+GATED = {
+    **SPEC,
+    "model": {"name": "clf"},
+    "evaluation": {"thresholds": [{"metric": "val_accuracy", "op": ">=", "value": 0.9}]},
+    "promote": {"alias": "champion", "serving": {"replicas": 2}},
+}
+RESULT = (
+    '{"runId": "r1", "modelUri": "models:/m-1", "modelDigest": "sha256:abc", '
+    '"metrics": {"val_accuracy": 0.95}, "datasets": [{"ref": "bc:latest", '
+    '"digest": "sha256:ddd"}], "codeRevision": "git:123"}'
+)
+
+
+def test_result_gate_and_model_version() -> None:
+    job, pods = succeeded(RESULT)
+    plan = decide.plan(
+        observed(job=job, pods=pods, spec=GATED, status={"phase": "Running"}), CONFIG, NOW
+    )
+    status = plan.status
+    assert (status["mlflowRunId"], status["modelUri"], status["modelDigest"]) == (
+        "r1",
+        "models:/m-1",
+        "sha256:abc",
+    )
+    assert status["metrics"] == {"val_accuracy": 0.95}
+    assert status["datasets"] == [{"ref": "bc:latest", "digest": "sha256:ddd"}]
+    assert status["codeRevision"] == "git:123"
+    assert status["gate"]["passed"] is True
+    mv = plan.apply_model_version
+    assert mv is not None and mv["spec"]["model"] == "clf"
+    assert mv["spec"]["source"] == {"trainingJob": "demo"}
+    assert mv["spec"]["alias"] == "champion" and mv["spec"]["serving"]["replicas"] == 2
+    assert status["modelVersion"] == mv["metadata"]["name"]
+    again = decide.plan(observed(job=job, pods=pods, spec=GATED, status=status), CONFIG, LATER)
+    assert again.apply_model_version is None and again.events == []
+
+
+def test_failed_gate_creates_no_model_version() -> None:
+    job, pods = succeeded(RESULT.replace("0.95", "0.5"))
+    plan = decide.plan(observed(job=job, pods=pods, spec=GATED), CONFIG, NOW)
+    assert plan.status["gate"]["passed"] is False
+    assert plan.apply_model_version is None
+    assert cond(plan, "GatePassed")["reason"] == "GateFailed"
+    assert any(e.reason == "GateFailed" and e.type == "Warning" for e in plan.events)
+
+
+def test_champion_rule_waits_for_the_registry() -> None:
+    spec = {**GATED, "evaluation": {"mustBeatChampion": {"metric": "val_accuracy"}}}
+    job, pods = succeeded(RESULT)
+    obs = decide.Observed(
+        **{
+            **observed(job=job, pods=pods, spec=spec).__dict__,
+            "champion_error": "connection refused",
+        }
+    )
+    assert decide.needs_champion(obs)
+    plan = decide.plan(obs, CONFIG, NOW)
+    assert plan.retry_after and "gate" not in plan.status
+    assert "connection refused" in cond(plan, "GatePassed")["message"]
+
+
+def test_transient_exits_raise_a_condition() -> None:
+    pod = {
+        "metadata": {"name": "p"},
+        "status": {
+            "phase": "Failed",
+            "containerStatuses": [
+                {
+                    "name": "trainer",
+                    "state": {
+                        "terminated": {
+                            "exitCode": 75,
+                            "message": "DependencyUnavailable: MLflow unreachable",
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    plan = decide.plan(
+        observed(job=live_job({"active": 1}), pods=[pod, running_pod()]), CONFIG, NOW
+    )
+    deps = cond(plan, "DependenciesReady")
+    assert deps["status"] == "False" and "MLflow unreachable" in deps["message"]
+
+
+def test_platform_settings_reach_the_pod() -> None:
+    config = jobs.BuildConfig(
+        runtime_image="rt:1",
+        mlflow_tracking_uri="http://mlflow:5000",
+        s3_endpoint="http://minio:9000",
+        credentials_secret="s3-creds",
+    )
+    obs = observed(spec={**SPEC, "env": [{"name": "MLFLOW_TRACKING_URI", "value": "mine"}]})
+    job = decide.plan(obs, config, NOW).create_job
+    assert job is not None
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MLFLOW_TRACKING_URI"]["value"] == "mine"  # the user's value wins
+    assert env["TOQUE_S3_ENDPOINT"]["value"] == "http://minio:9000"
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "s3-creds",
+        "key": "AWS_SECRET_ACCESS_KEY",
+    }

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from toque.cli import operator_cmd
+from toque.cli import data_cmd, operator_cmd, train_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toque", description="Kubernetes-native MLOps.")
     subs = parser.add_subparsers(dest="command", required=True)
     operator_cmd.register(subs)
+    data_cmd.register(subs)
+    train_cmd.register(subs)
     return parser
 
 

@@ -95,6 +95,17 @@ class Kube:
             )
         return json.loads(data) if data else {}
 
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str | None = None,
+        query: list[tuple[str, str]] | None = None,
+    ) -> Any:
+        """Any REST call by path (the test node agent's nodes, leases, pods/status, secrets)."""
+        return self._call(method, path, body=body, content_type=content_type, query=query)
+
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
         try:

@@ -18,8 +18,15 @@ def client() -> kube.Kube:
 
 @functools.cache
 def build_config() -> jobs.BuildConfig:
-    image = os.environ.get("TOQUE_RUNTIME_IMAGE")
-    return jobs.BuildConfig(runtime_image=image) if image else jobs.BuildConfig()
+    """From the operator's environment (set by the Helm chart)."""
+    defaults = jobs.BuildConfig()
+    return jobs.BuildConfig(
+        runtime_image=os.environ.get("TOQUE_RUNTIME_IMAGE") or defaults.runtime_image,
+        mlflow_tracking_uri=os.environ.get("TOQUE_MLFLOW_TRACKING_URI") or None,
+        s3_endpoint=os.environ.get("TOQUE_S3_ENDPOINT") or None,
+        data_bucket=os.environ.get("TOQUE_DATA_BUCKET") or None,
+        credentials_secret=os.environ.get("TOQUE_CREDENTIALS_SECRET") or None,
+    )
 
 
 _guard = threading.Lock()

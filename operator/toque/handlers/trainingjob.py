@@ -7,6 +7,7 @@ what it says, write status once, post its Events.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -16,7 +17,7 @@ from typing import Any
 import kopf
 
 from toque.api import constants
-from toque.clients import kube
+from toque.clients import kube, mlflow_registry
 from toque.handlers import metrics, runtime
 from toque.reconcile import trainingjob as decide
 from toque.resources import trainingjob_job as jobs
@@ -24,16 +25,17 @@ from toque.resources import trainingjob_job as jobs
 KIND = "TrainingJob"
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 MUTABLE_FIELD_MANAGER = f"{constants.FIELD_MANAGER}-mutable"
-# How many times (5 s apart) a new or changed run is re-checked while its Job has no pod.
-POD_CREATION_CHECKS = 36
+# An unsettled run is re-checked every 5 s for its first minute, then every 15 s.
+FAST_CHECKS = 12
 
 
 def reconcile(namespace: str, name: str, logger: Logger) -> bool:
     """One observe → decide → act cycle; raises on errors so the caller can retry.
 
-    Returns True while the Job exists but has no pod yet: the Job controller reports pod
-    creation failures (quota, admission) only as Events, which trigger no watch here, so the
-    caller should look again.
+    Returns True while the run is not settled (not finished, or its gate still waits for the
+    registry): some changes raise no watch event here (the Job controller reports pod
+    creation failures only as Events; the registry is outside the cluster), so the caller
+    looks again.
     """
     started = time.monotonic()
     try:
@@ -79,11 +81,16 @@ def _cycle(namespace: str, name: str, logger: Logger) -> bool:
     )
     now = dt.datetime.now(dt.UTC)
     plan = decide.plan(observed, runtime.build_config(), now)
+    if plan.retry_after and decide.needs_champion(observed):
+        observed = _with_champion(observed)
+        plan = decide.plan(observed, runtime.build_config(), now)
     try:
         if plan.create_job:
             k.apply(plan.create_job)
         if plan.update_job:
             k.apply(plan.update_job, field_manager=MUTABLE_FIELD_MANAGER, force=True)
+        if plan.apply_model_version:
+            k.apply(plan.apply_model_version)
     except kube.ApiException as error:
         if kube.is_transient(error):
             raise
@@ -98,7 +105,22 @@ def _cycle(namespace: str, name: str, logger: Logger) -> bool:
         except kube.ApiException as error:  # an Event is not worth failing the cycle
             logger.warning("could not post event %s: %s", event.reason, error.reason)
     metrics.TRAININGJOB_PHASES.set(namespace, name, plan.phase)
-    return bool(plan.phase == "Pending" and (job or plan.create_job) and not pods)
+    return plan.phase not in ("Succeeded", "Failed", "Suspended") or bool(plan.retry_after)
+
+
+def _with_champion(observed: decide.Observed) -> decide.Observed:
+    """The observation plus the registry's champion (or why it could not be read)."""
+    rule = observed.spec["evaluation"]["mustBeatChampion"]
+    model = (observed.spec.get("model") or {}).get("name")
+    uri = runtime.build_config().mlflow_tracking_uri
+    if not uri or not model:
+        error = "no MLflow tracking URI configured" if not uri else "spec.model.name is unset"
+        return dataclasses.replace(observed, champion_error=error)
+    try:
+        champion = mlflow_registry.Registry(uri).champion(model, rule.get("alias", "champion"))
+    except mlflow_registry.RegistryUnavailableError as error:
+        return dataclasses.replace(observed, champion_error=str(error))
+    return dataclasses.replace(observed, champion=champion)
 
 
 def _api_message(error: kube.ApiException) -> str:
@@ -119,13 +141,14 @@ def _retrying(namespace: str, name: str, logger: Any, retry: int) -> None:
         raise
     except OSError as error:
         raise kopf.TemporaryError(f"API server unreachable: {error}", delay=5) from error
-    if waiting and retry < POD_CREATION_CHECKS:
-        raise kopf.TemporaryError("waiting for the Job to create its pod", delay=5)
+    if waiting:
+        delay = 5 if retry < FAST_CHECKS else 15
+        raise kopf.TemporaryError("run not settled yet; looking again", delay=delay)
 
 
-@kopf.on.resume(constants.GROUP, constants.VERSION, "trainingjobs", retries=60, backoff=5)
-@kopf.on.create(constants.GROUP, constants.VERSION, "trainingjobs", retries=60, backoff=5)
-@kopf.on.update(constants.GROUP, constants.VERSION, "trainingjobs", retries=60, backoff=5)
+@kopf.on.resume(constants.GROUP, constants.VERSION, "trainingjobs", retries=None, backoff=5)
+@kopf.on.create(constants.GROUP, constants.VERSION, "trainingjobs", retries=None, backoff=5)
+@kopf.on.update(constants.GROUP, constants.VERSION, "trainingjobs", retries=None, backoff=5)
 def on_trainingjob(**kwargs: Any) -> None:
     _retrying(kwargs["namespace"], kwargs["name"], kwargs["logger"], kwargs["retry"])
 

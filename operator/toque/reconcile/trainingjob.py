@@ -15,6 +15,9 @@ import pydantic
 
 from toque.api import conditions as cond
 from toque.api import trainingjob as tj
+from toque.api import trainresult
+from toque.reconcile import gate
+from toque.resources import modelversion as mvs
 from toque.resources import trainingjob_job as jobs
 
 TERMINAL = ("Succeeded", "Failed")
@@ -29,6 +32,9 @@ RUNNING = "Running"
 SUSPENDED = "Suspended"
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"
+DEPENDENCIES = "DependenciesReady"
+GATE_PASSED = "GatePassed"
+MODEL_VERSION = "ModelVersionCreated"
 
 # Container "waiting" reasons that mean the pod cannot start without a fix.
 _STUCK_WAITING = {
@@ -55,6 +61,10 @@ class Observed:
     # Warning Events the Job controller posted on the Job (FailedCreate: quota, admission...),
     # newest last; only fetched while the Job has no pod.
     job_warnings: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # The model holding the champion alias, when the gate needs it: None means not looked up
+    # (yet); champion_error says why the registry could not be read.
+    champion: gate.Champion | None = None
+    champion_error: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +82,9 @@ class Plan:
 
     create_job: dict[str, Any] | None = None
     update_job: dict[str, Any] | None = None
+    apply_model_version: dict[str, Any] | None = None
+    # Seconds after which the handler should look again (the registry was unreachable).
+    retry_after: float | None = None
     status: dict[str, Any] = dataclasses.field(default_factory=dict)
     events: list[Event] = dataclasses.field(default_factory=list)
 
@@ -263,9 +276,110 @@ def plan(obs: Observed, config: jobs.BuildConfig, now: dt.datetime) -> Plan:
     )
 
     phase, message = _derive_phase(job, obs.pods, obs.job_warnings, spec, st)
+    _transient_failures(obs.pods, phase, st)
+    if phase == "Succeeded":
+        _record_result(obs.pods, st)
+        _gate_and_promote(obs, spec, st, out)
     out.status = st.finish(phase, message)
-    out.events += _phase_events(old_phase, phase, message)
+    out.events = _phase_events(old_phase, phase, message) + out.events
     return out
+
+
+def needs_champion(obs: Observed) -> bool:
+    """Whether the handler must read the registry before deciding (a pure look at specs)."""
+    rule = (obs.spec.get("evaluation") or {}).get("mustBeatChampion")
+    return bool(rule) and not obs.status.get("gate")
+
+
+def _succeeded_message(pods: list[dict[str, Any]]) -> str | None:
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            term = (cs.get("state") or {}).get("terminated") or {}
+            if cs.get("name") == jobs.CONTAINER_NAME and term.get("exitCode") == 0:
+                return str(term.get("message") or "")
+    return None
+
+
+def _record_result(pods: list[dict[str, Any]], st: _Status) -> None:
+    """Copy the trainer's result (termination message) into status, once."""
+    if st.data.get("mlflowRunId"):
+        return
+    message = _succeeded_message(pods)
+    result = trainresult.decode(message) if message else None
+    if result is None:
+        return
+    st.data["mlflowRunId"] = result.run_id
+    if result.model_uri:
+        st.data["modelUri"] = result.model_uri
+    if result.model_digest:
+        st.data["modelDigest"] = result.model_digest
+    st.data["metrics"] = dict(sorted(result.metrics.items()))
+    st.data["datasets"] = [d.model_dump() for d in result.datasets]
+    if result.code_revision:
+        st.data["codeRevision"] = result.code_revision
+
+
+def _transient_failures(pods: list[dict[str, Any]], phase: str, st: _Status) -> None:
+    """DependenciesReady=False while pods exit because MinIO or MLflow is unreachable."""
+    latest: tuple[str, str] | None = None
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            term = (cs.get("state") or {}).get("terminated") or {}
+            if term.get("exitCode") == jobs.TRANSIENT_FAILURE_EXIT_CODE:
+                stamp = str(term.get("finishedAt") or "")
+                if latest is None or stamp >= latest[0]:
+                    latest = (stamp, str(term.get("message") or "a dependency is unreachable"))
+    if phase == "Succeeded" and st.get(DEPENDENCIES):
+        st.set(DEPENDENCIES, "True", "Reachable", "MinIO and MLflow answered")
+    elif latest and phase != "Succeeded":
+        st.set(
+            DEPENDENCIES,
+            "False",
+            "DependencyUnavailable",
+            f"{_tail(latest[1], 1000)}; the pod is replaced and retried",
+        )
+
+
+def _gate_and_promote(obs: Observed, spec: tj.TrainingJobSpec, st: _Status, out: Plan) -> None:
+    if not st.data.get("mlflowRunId"):
+        return
+    if not st.data.get("gate"):
+        if spec.evaluation and spec.evaluation.must_beat_champion and obs.champion is None:
+            st.set(
+                GATE_PASSED,
+                "Unknown",
+                "RegistryUnavailable",
+                f"cannot read the champion from MLflow: {obs.champion_error or 'not read'}",
+            )
+            out.retry_after = 10.0
+            return
+        result = gate.evaluate(spec.evaluation, st.data.get("metrics") or {}, obs.champion)
+        st.data["gate"] = result.to_kube()
+        failed = [r for r in result.results if not r.passed]
+        if failed:
+            text = "; ".join(f"{r.rule}: {r.message}" for r in failed)
+            st.set(GATE_PASSED, "False", "GateFailed", text)
+            out.events.append(Event("Warning", "GateFailed", text))
+        else:
+            st.set(
+                GATE_PASSED,
+                "True",
+                "GatePassed",
+                f"{len(result.results)} rule(s) passed" if result.results else "no rules",
+            )
+            out.events.append(Event("Normal", "GatePassed", "evaluation gate passed"))
+    if not (st.data["gate"] or {}).get("passed"):
+        return
+    owner = jobs.Owner(obs.name, obs.namespace, obs.uid)
+    manifest = mvs.build(owner, spec, st.data.get("mlflowRunId"))
+    if manifest is None:
+        return
+    name = manifest["metadata"]["name"]
+    if st.data.get("modelVersion") != name:
+        out.apply_model_version = manifest
+        st.data["modelVersion"] = name
+        st.set(MODEL_VERSION, "True", "Created", f"ModelVersion {name} created")
+        out.events.append(Event("Normal", "ModelVersionCreated", f"created ModelVersion {name}"))
 
 
 def _derive_phase(

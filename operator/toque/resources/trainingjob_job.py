@@ -36,11 +36,21 @@ class Owner:
     uid: str
 
 
+# The runtime's exit code for an unreachable MinIO or MLflow (after its own retries): the
+# Job replaces the pod without counting it against backoffLimit.
+TRANSIENT_FAILURE_EXIT_CODE = 75
+
+
 @dataclasses.dataclass(frozen=True)
 class BuildConfig:
     """Operator-wide settings that shape every Job (from Helm values / env)."""
 
     runtime_image: str = "ghcr.io/toque-dev/toque:0.1.0"
+    mlflow_tracking_uri: str | None = None
+    s3_endpoint: str | None = None
+    data_bucket: str | None = None
+    # A Secret in the run's namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+    credentials_secret: str | None = None
 
 
 def job_name(owner_name: str) -> str:
@@ -92,22 +102,43 @@ def _command(spec: tj.TrainingJobSpec) -> tuple[list[str], list[str]]:
     return ["toque", "train"], ["--entrypoint", spec.entrypoint or ""]
 
 
-def _runtime_env(owner: Owner, spec: tj.TrainingJobSpec) -> list[dict[str, Any]]:
+def _runtime_env(
+    owner: Owner, spec: tj.TrainingJobSpec, config: BuildConfig
+) -> list[dict[str, Any]]:
     """What the trainer runtime needs to know about the run, as env vars."""
     run = {
         "datasets": [d.to_kube() for d in spec.datasets or []],
         "params": spec.params or {},
         "experiment": spec.experiment,
         "model": spec.model.to_kube() if spec.model else None,
+        "evaluation": spec.evaluation.to_kube() if spec.evaluation else None,
     }
-    env = [
+    env: list[dict[str, Any]] = [
         {"name": "TOQUE_TRAININGJOB_NAMESPACE", "value": owner.namespace},
         {"name": "TOQUE_TRAININGJOB_NAME", "value": owner.name},
         {"name": "TOQUE_TRAININGJOB_UID", "value": owner.uid},
+        {"name": "TOQUE_IMAGE", "value": spec.image or config.runtime_image},
         {"name": "TOQUE_RUN_SPEC", "value": json.dumps(run, sort_keys=True)},
     ]
-    env += [e.to_kube() for e in spec.env or []]
-    return env
+    plain = {
+        "MLFLOW_TRACKING_URI": config.mlflow_tracking_uri,
+        "TOQUE_S3_ENDPOINT": config.s3_endpoint,
+        "MLFLOW_S3_ENDPOINT_URL": config.s3_endpoint,
+        "TOQUE_DATA_BUCKET": config.data_bucket,
+    }
+    env += [{"name": k, "value": v} for k, v in plain.items() if v]
+    if config.credentials_secret:
+        # Credentials only through Secret refs: the operator never reads them.
+        env += [
+            {
+                "name": key,
+                "valueFrom": {"secretKeyRef": {"name": config.credentials_secret, "key": key}},
+            }
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        ]
+    user = [e.to_kube() for e in spec.env or []]
+    overridden = {e["name"] for e in user}
+    return [e for e in env if e["name"] not in overridden] + user
 
 
 def _tolerations(spec: tj.TrainingJobSpec) -> list[dict[str, Any]]:
@@ -132,7 +163,7 @@ def pod_template(owner: Owner, spec: tj.TrainingJobSpec, config: BuildConfig) ->
         "image": spec.image or config.runtime_image,
         "command": command,
         "args": args,
-        "env": _runtime_env(owner, spec),
+        "env": _runtime_env(owner, spec, config),
         "resources": _resources(spec),
         "terminationMessagePath": constants.TERMINATION_MESSAGE_PATH,
         # A crash before the runtime writes its result still leaves the log tail for status.
@@ -219,6 +250,14 @@ def build_job(owner: Owner, spec: tj.TrainingJobSpec, config: BuildConfig) -> di
                         "containerName": CONTAINER_NAME,
                         "operator": "In",
                         "values": [PERMANENT_FAILURE_EXIT_CODE],
+                    },
+                },
+                {
+                    "action": "Ignore",
+                    "onExitCodes": {
+                        "containerName": CONTAINER_NAME,
+                        "operator": "In",
+                        "values": [TRANSIENT_FAILURE_EXIT_CODE],
                     },
                 },
                 # Preemption and node drains are not the trainer's fault: don't count them.

@@ -1,5 +1,6 @@
 """A real Kubernetes control plane on loopback: etcd, kube-apiserver (RBAC, ServiceAccount
-keys), kube-controller-manager, kube-scheduler, and kwok for fake CPU and GPU nodes.
+keys), kube-controller-manager, kube-scheduler, kwok for fake CPU and GPU nodes, and the test
+node agent (``nodeagent``) for local-execution nodes, whose pods run as local processes.
 
 Called by the pytest session fixture (``tests/conftest.py``) and by ``toque-local``
 (``make up``). Binaries come from ``KUBEBUILDER_ASSETS`` when a user has envtest binaries,
@@ -20,6 +21,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -44,6 +46,9 @@ BINARIES = (
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 STAGES = pathlib.Path(__file__).with_name("kwok-stages.yaml")
+# The node agent registers nodes with the same label and taint (nodeagent.LOCAL_EXEC_*).
+LOCAL_EXEC_LABEL = "toque.dev/local-exec"
+LOCAL_EXEC_TAINT = {"key": LOCAL_EXEC_LABEL, "value": "true", "effect": "NoSchedule"}
 
 
 class ClusterError(RuntimeError):
@@ -52,36 +57,42 @@ class ClusterError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class NodeSpec:
-    """A fake node run by kwok."""
+    """A fake node run by kwok, or with ``local`` a node whose pods the node agent runs.
+
+    A local node is labelled and tainted ``toque.dev/local-exec=true`` (NoSchedule), so only
+    pods that select it and tolerate the taint run for real; kwok never sees it.
+    """
 
     name: str
     cpu: str = "8"
     memory: str = "32Gi"
     gpus: int = 0
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    local: bool = False
 
     def manifest(self) -> dict[str, Any]:
         labels = {
             "kubernetes.io/hostname": self.name,
             "kubernetes.io/os": "linux",
             "kubernetes.io/arch": "amd64",
-            "type": "kwok",
+            "type": "local" if self.local else "kwok",
             **self.labels,
         }
-        spec: dict[str, Any] = {}
+        taints: list[dict[str, str]] = []
+        annotations: dict[str, str] = {}
+        if self.local:
+            labels[LOCAL_EXEC_LABEL] = "true"
+            taints.append(LOCAL_EXEC_TAINT)
+        else:
+            annotations[KWOK_NODE_ANNOTATION] = "fake"
         if self.gpus:
             labels["nvidia.com/gpu.present"] = "true"
-            spec["taints"] = [GPU_TAINT]
-        return {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": self.name,
-                "labels": labels,
-                "annotations": {KWOK_NODE_ANNOTATION: "fake"},
-            },
-            "spec": spec,
-        }
+            taints.append(GPU_TAINT)
+        spec: dict[str, Any] = {"taints": taints} if taints else {}
+        metadata: dict[str, Any] = {"name": self.name, "labels": labels}
+        if annotations:
+            metadata["annotations"] = annotations
+        return {"apiVersion": "v1", "kind": "Node", "metadata": metadata, "spec": spec}
 
     def capacity(self) -> dict[str, str]:
         out = {"cpu": self.cpu, "memory": self.memory, "pods": "110"}
@@ -100,6 +111,7 @@ DEFAULT_NODES = (
         gpus=2,
         labels={"toque.dev/accelerator": "nvidia-h100"},
     ),
+    NodeSpec("local-node-0", cpu="4", memory="16Gi", local=True),
 )
 
 
@@ -119,15 +131,15 @@ def _on_path_dirs() -> list[pathlib.Path]:
     return dirs
 
 
-def find_binaries() -> dict[str, pathlib.Path]:
-    """Path of each control-plane binary; builds the missing ones with hack/build-tools.sh."""
+def find_binaries(names: Sequence[str] = BINARIES) -> dict[str, pathlib.Path]:
+    """Path of each named binary; builds the missing ones with hack/build-tools.sh."""
     found: dict[str, pathlib.Path] = {}
     for directory in _on_path_dirs():
-        for name in BINARIES:
+        for name in names:
             candidate = directory / name
             if name not in found and candidate.is_file() and os.access(candidate, os.X_OK):
                 found[name] = candidate
-    missing = [n for n in BINARIES if n not in found]
+    missing = [n for n in names if n not in found]
     if missing:
         script = REPO_ROOT / "hack" / "build-tools.sh"
         if not script.exists():
@@ -216,8 +228,10 @@ class LocalCluster:
             "admin": ca.issue("admin", "toque-admin", ("system:masters",)),
             "controller-manager": ca.issue("kcm", "system:kube-controller-manager"),
             "scheduler": ca.issue("scheduler", "system:kube-scheduler"),
-            # kwok plays every kubelet; system:masters spares it a node-authorizer setup.
+            # kwok and the node agent play the kubelets; system:masters spares them a
+            # node-authorizer setup.
             "kwok": ca.issue("kwok", "kwok-controller", ("system:masters",)),
+            "nodeagent": ca.issue("nodeagent", "toque-nodeagent", ("system:masters",)),
         }
         self._admin_pair = identities["admin"]
         self._ca = ca.cert_path
@@ -268,7 +282,7 @@ class LocalCluster:
         self._write_kubeconfig(self.kubeconfig, identities["admin"], "toque-admin")
 
         configs = {}
-        for component in ("controller-manager", "scheduler", "kwok"):
+        for component in ("controller-manager", "scheduler", "kwok", "nodeagent"):
             path = self.workdir / f"{component}.kubeconfig"
             self._write_kubeconfig(path, identities[component], component)
             configs[component] = path
@@ -333,7 +347,24 @@ class LocalCluster:
             verify=False,
         )
         self._create_nodes()
-        self.wait_for(lambda: self._nodes_ready(), timeout, "kwok to mark the fake nodes Ready")
+        for node in self.nodes:
+            if node.local:
+                self._run(
+                    f"nodeagent-{node.name}",
+                    [
+                        sys.executable,
+                        "-m",
+                        "toque.testing.nodeagent",
+                        f"--kubeconfig={configs['nodeagent']}",
+                        f"--node={node.name}",
+                        f"--workdir={self.workdir / 'agent' / node.name}",
+                        f"--cpu={node.cpu}",
+                        f"--memory={node.memory}",
+                    ],
+                )
+        self.wait_for(
+            lambda: self._nodes_ready(), timeout, "kwok and the node agent to mark nodes Ready"
+        )
         self.wait_for(
             lambda: self.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
             timeout,

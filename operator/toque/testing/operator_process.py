@@ -59,8 +59,10 @@ class Operator:
         kubeconfig: pathlib.Path,
         detached: bool = False,
         runtime_image: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.runtime_image = runtime_image
+        self.extra_env = env or {}
         self.cluster = c
         self.detached = detached
         self.kubeconfig = kubeconfig
@@ -80,6 +82,7 @@ class Operator:
             "KUBECONFIG": str(self.kubeconfig),
             "TOQUE_METRICS_ADDR": "127.0.0.1",
             **({"TOQUE_RUNTIME_IMAGE": self.runtime_image} if self.runtime_image else {}),
+            **self.extra_env,
         }
         log = self.cluster.workdir / "logs" / "operator.log"
         self.process = processes.Process(

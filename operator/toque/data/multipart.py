@@ -1,0 +1,132 @@
+"""Upload of one big file as a multipart upload, parts in parallel, content re-verified.
+
+One thread reads the file front to back, feeding each part both to a SHA-256 of the whole
+file and to a pool that uploads parts in parallel (each with a CRC32 the server checks).
+The upload is completed only if that hash still equals the one the manifest records, so a
+file edited after it was hashed is never stored under the old digest; a bounded number of
+parts in flight bounds memory. Called by ``toque.data.transfer.upload``.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import contextlib
+import hashlib
+import pathlib
+import threading
+import zlib
+from typing import Any
+
+import botocore.exceptions
+
+from toque.data import errors, layout, parallel, s3
+
+PARTS_IN_FLIGHT = 8
+
+
+def _crc32(data: bytes) -> str:
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+
+
+def edited(source: pathlib.Path) -> errors.InvalidInput:
+    return errors.InvalidInput(
+        f"{source} changed while it was pushed; nothing was stored for it, push again"
+    )
+
+
+def put(
+    bucket: s3.Bucket, source: pathlib.Path, sha256: str, size: int, progress: parallel.Progress
+) -> bool:
+    """Store ``source`` as the blob ``sha256`` unless it exists; True if this call did."""
+    key = layout.blob_key(sha256)
+    if bucket.exists(key):
+        progress(size)
+        return False
+    with bucket.translate(f"starting the upload of {source}"):
+        upload_id = bucket.client.create_multipart_upload(
+            Bucket=bucket.name, Key=key, ContentType="application/octet-stream",
+            ChecksumAlgorithm="CRC32",
+        )["UploadId"]  # fmt: skip
+    try:
+        parts, digest = _send_parts(bucket, key, upload_id, source, progress)
+        if digest != sha256:
+            raise edited(source)
+        return _complete(bucket, key, upload_id, parts, source)
+    except BaseException:
+        _abort(bucket, key, upload_id)
+        raise
+
+
+def _send_parts(
+    bucket: s3.Bucket, key: str, upload_id: str, source: pathlib.Path, progress: parallel.Progress
+) -> tuple[list[dict[str, Any]], str]:
+    def put_part(number: int, data: bytes) -> dict[str, Any]:
+        checksum = _crc32(data)
+        with bucket.translate(f"uploading part {number} of {source}"):
+            response = bucket.client.upload_part(
+                Bucket=bucket.name, Key=key, UploadId=upload_id, PartNumber=number,
+                Body=data, ChecksumCRC32=checksum,
+            )  # fmt: skip
+        progress(len(data))
+        return {"PartNumber": number, "ETag": response["ETag"], "ChecksumCRC32": checksum}
+
+    def settle(future: concurrent.futures.Future[dict[str, Any]]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            failed.set()
+        slots.release()
+
+    digest = hashlib.sha256()
+    slots = threading.Semaphore(PARTS_IN_FLIGHT)
+    failed = threading.Event()
+    futures: list[concurrent.futures.Future[dict[str, Any]]] = []
+    workers = min(PARTS_IN_FLIGHT, bucket.settings.workers)
+    with (
+        concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool,
+        source.open("rb") as handle,
+    ):
+        try:
+            while not failed.is_set() and (data := handle.read(bucket.settings.part_size)):
+                digest.update(data)
+                slots.acquire()
+                future = pool.submit(put_part, len(futures) + 1, data)
+                future.add_done_callback(settle)
+                futures.append(future)
+            # A failed part raises here; reading stopped at the first failure.
+            parts = [future.result() for future in futures]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return parts, digest.hexdigest()
+
+
+def _complete(
+    bucket: s3.Bucket, key: str, upload_id: str, parts: list[dict[str, Any]], source: pathlib.Path
+) -> bool:
+    args: dict[str, Any] = {
+        "Bucket": bucket.name, "Key": key, "UploadId": upload_id,
+        "MultipartUpload": {"Parts": parts},
+    }  # fmt: skip
+    with bucket.translate(f"completing the upload of {source}"):
+        if bucket.conditional:
+            try:
+                bucket.client.complete_multipart_upload(IfNoneMatch="*", **args)
+                return True
+            except botocore.exceptions.ClientError as exc:
+                code, status = s3.error_code(exc)
+                if code in s3.EXISTS or status in (409, 412):
+                    # Someone stored the same bytes meanwhile: theirs stays, ours is dropped.
+                    _abort(bucket, key, upload_id)
+                    return False
+                if code != "NotImplemented" and status != 501:
+                    raise
+        if bucket.exists(key):
+            _abort(bucket, key, upload_id)
+            return False
+        bucket.client.complete_multipart_upload(**args)
+        return True
+
+
+def _abort(bucket: s3.Bucket, key: str, upload_id: str) -> None:
+    # The original error matters more; a bucket lifecycle rule reaps stale uploads.
+    with contextlib.suppress(botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+        bucket.client.abort_multipart_upload(Bucket=bucket.name, Key=key, UploadId=upload_id)

@@ -1,0 +1,151 @@
+"""Local processes for the test node agent: start one tied to the agent, signal its process
+group, read its output back, probe it, and give each pod its own loopback address.
+
+Called by ``nodeagent_pod.PodWorker`` (one thread per pod) for each container it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import pathlib
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+LOG = logging.getLogger("toque.nodeagent")
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_libc() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+# Loaded once here: loading a library between fork and exec in a threaded process can hang.
+_LIBC = _load_libc()
+
+
+def _die_with_agent() -> None:
+    # PDEATHSIG fires when the *thread* that forked exits; each worker thread outlives the
+    # processes it starts, and all of them die when the agent does, even on SIGKILL.
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def spawn(
+    argv: Sequence[str], env: dict[str, str], cwd: pathlib.Path, log: pathlib.Path
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a new session (its pid is its process group), output to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            preexec_fn=_die_with_agent,
+        )
+
+
+def signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def exit_code(returncode: int) -> int:
+    """Popen's -N for "killed by signal N" as a container runtime reports it: 128 + N."""
+    return returncode if returncode >= 0 else 128 - returncode
+
+
+def read_tail(path: pathlib.Path, offset: int, limit: int) -> bytes:
+    """At most the last ``limit`` bytes of ``path`` after ``offset`` (this run's output)."""
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(offset, size - limit))
+            return handle.read()
+    except OSError:
+        return b""
+
+
+class IPAllocator:
+    """Hands out 127.1.0.1, 127.1.0.2, ... and never the same address twice in a run."""
+
+    def __init__(self, first: int = (127 << 24) | (1 << 16) | 1) -> None:
+        self._next = first
+        self._lock = threading.Lock()
+
+    def allocate(self) -> str:
+        with self._lock:
+            while self._next & 0xFF in (0, 255):
+                self._next += 1
+            if self._next >= (128 << 24):
+                raise RuntimeError("the node agent ran out of 127.x addresses")
+            value, self._next = self._next, self._next + 1
+        return ".".join(str((value >> shift) & 0xFF) for shift in (24, 16, 8, 0))
+
+
+def container_port(port: int | str, container: dict[str, Any]) -> int:
+    """A probe's port: a number, or the name of one of the container's ports."""
+    if isinstance(port, int) or str(port).isdigit():
+        return int(port)
+    for item in container.get("ports") or []:
+        if item.get("name") == port:
+            return int(item["containerPort"])
+    raise ValueError(f"no container port named {port!r}")
+
+
+def probe(
+    spec: dict[str, Any],
+    container: dict[str, Any],
+    pod_ip: str,
+    env: dict[str, str],
+    cwd: pathlib.Path,
+) -> bool:
+    """One try of an httpGet, tcpSocket or exec probe; other kinds (gRPC) count as failing."""
+    timeout = float(spec.get("timeoutSeconds", 1))
+    try:
+        if "httpGet" in spec:
+            http = spec["httpGet"]
+            scheme = str(http.get("scheme", "HTTP")).lower()
+            host = http.get("host") or pod_ip
+            port = container_port(http["port"], container)
+            url = f"{scheme}://{host}:{port}{http.get('path', '/')}"
+            headers = {h["name"]: h["value"] for h in http.get("httpHeaders") or []}
+            request = urllib.request.Request(url, headers=headers)
+            # The kubelet does not verify a probe's TLS certificate either.
+            context = ssl._create_unverified_context() if scheme == "https" else None
+            with urllib.request.urlopen(request, timeout=timeout, context=context) as reply:
+                return bool(200 <= reply.status < 400)
+        if "tcpSocket" in spec:
+            tcp = spec["tcpSocket"]
+            address = (tcp.get("host") or pod_ip, container_port(tcp["port"], container))
+            with socket.create_connection(address, timeout=timeout):
+                return True
+        if "exec" in spec:
+            result = subprocess.run(
+                spec["exec"].get("command") or ["false"],
+                env=env,
+                cwd=cwd,
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
+            return result.returncode == 0
+    except (OSError, ValueError, urllib.error.URLError, subprocess.TimeoutExpired):
+        return False
+    LOG.warning("unsupported probe %s counts as failing", sorted(spec))
+    return False

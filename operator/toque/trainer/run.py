@@ -1,0 +1,355 @@
+"""``toque train``: one training run inside the training pod.
+
+Order matters for the operator: permanent problems (bad spec, missing dataset, entrypoint
+that does not import) exit with ``exitcodes.PERMANENT`` before any MLflow run exists, so the
+Job fails at once; unreachable dependencies exit with ``exitcodes.TRANSIENT`` after retrying,
+and the Job replaces the pod. Every exit writes the termination message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import inspect
+import logging
+import math
+import os
+import pathlib
+import re
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from toque.api import trainresult
+from toque.trainer import context, digest, exitcodes, lineage, retry, spec
+
+LOG = logging.getLogger("toque.train")
+TRACEBACK_TAIL = 3000
+_METRIC_NAME = re.compile(r"[^\w.\- :/]")
+
+
+class PermanentError(Exception):
+    """Retrying cannot fix it."""
+
+
+def termination_path() -> pathlib.Path:
+    # The node agent cannot offer /dev/termination-log; it tells us its own path.
+    return pathlib.Path(os.environ.get("TOQUE_TERMINATION_MESSAGE_PATH", "/dev/termination-log"))
+
+
+def write_termination(message: str) -> None:
+    try:
+        termination_path().write_text(message[-trainresult.LIMIT :])
+    except OSError as error:
+        LOG.warning("could not write the termination message: %s", error)
+
+
+def budget() -> float:
+    return float(os.environ.get("TOQUE_DEPENDENCY_TIMEOUT", "120"))
+
+
+def is_transient(error: BaseException) -> bool:
+    from toque.data import errors as data_errors
+
+    if isinstance(error, data_errors.StoreUnavailable):
+        return True
+    import requests
+
+    if isinstance(error, requests.ConnectionError | requests.Timeout | ConnectionError):
+        return True
+    text = str(error)
+    return any(
+        s in text
+        for s in (
+            "Connection refused",
+            "Max retries exceeded",
+            "TEMPORARILY_UNAVAILABLE",
+            "Failed to establish a new connection",
+            "Read timed out",
+            "503",
+        )
+    )
+
+
+def load_entrypoint(entrypoint: str) -> Callable[..., Any]:
+    module_name, _, attr = entrypoint.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as error:
+        raise PermanentError(f"cannot load entrypoint {entrypoint}: {error}") from error
+    if not callable(target):
+        raise PermanentError(f"entrypoint {entrypoint} is not callable")
+    return target  # type: ignore[no-any-return]
+
+
+def fetch_datasets(run: spec.RunSpec, workdir: pathlib.Path) -> dict[str, context.Dataset]:
+    from toque.data import errors as data_errors
+    from toque.data import store as data_store
+
+    store = retry.with_backoff(
+        data_store.DataStore.from_env, "connect to the data store", is_transient, budget(), LOG
+    )
+    out: dict[str, context.Dataset] = {}
+    for item in run.datasets:
+        try:
+            resolved = retry.with_backoff(
+                functools.partial(store.resolve, item.ref),
+                f"resolve {item.ref}",
+                is_transient,
+                budget(),
+                LOG,
+            )
+            dest = workdir / "data" / (item.alias or resolved.name)
+            manifest = retry.with_backoff(
+                functools.partial(store.pull, resolved.pinned, dest),
+                f"pull {resolved.pinned}",
+                is_transient,
+                budget(),
+                LOG,
+            )
+        except (data_errors.DatasetNotFound, data_errors.CorruptedObject) as error:
+            raise PermanentError(f"dataset {item.ref}: {error}") from error
+        files = tuple(sorted(f.path for f in manifest.files))
+        out[item.alias or resolved.name] = context.Dataset(
+            name=resolved.name, ref=item.ref, pinned=resolved.pinned, path=dest, files=files
+        )
+        LOG.info("dataset %s → %s (%d files)", item.ref, resolved.pinned, len(files))
+    return out
+
+
+def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = str(value)[:6000]
+    return out
+
+
+def fairness_metrics(run: spec.RunSpec, model: Any, result: context.Result) -> dict[str, float]:
+    """Per-group values of the gate's fairness metric on the validation data."""
+    rule = run.evaluation.fairness if run.evaluation else None
+    if rule is None or result.validation is None or not result.label_column:
+        return {}
+    from sklearn import metrics as skm
+
+    scorers: dict[str, Callable[..., float]] = {
+        "accuracy": skm.accuracy_score,
+        "recall": skm.recall_score,
+        "precision": skm.precision_score,
+        "f1": skm.f1_score,
+    }
+    name = rule.metric.removeprefix("val_")
+    scorer = scorers.get(name)
+    if scorer is None:
+        raise PermanentError(f"fairness metric {rule.metric} is not one of {sorted(scorers)}")
+    frame = result.validation
+    if rule.group_column not in frame.columns:
+        raise PermanentError(f"fairness column {rule.group_column} not in validation data")
+    label = result.label_column
+    features = result.feature_columns or [
+        c for c in frame.columns if c not in (label, rule.group_column)
+    ]
+    out: dict[str, float] = {}
+    for group, rows in frame.groupby(rule.group_column):
+        predictions = model.predict(rows[features])
+        key = _METRIC_NAME.sub("_", f"fairness.{rule.group_column}.{group}.{name}")
+        out[key] = float(scorer(rows[label], predictions))
+    return out
+
+
+@dataclasses.dataclass
+class Outcome:
+    result: trainresult.TrainResult
+    keep: set[str]
+
+
+def train(entrypoint: str) -> Outcome:
+    import mlflow
+    from mlflow import entities
+
+    run, identity = spec.from_env()
+    fn = load_entrypoint(entrypoint)
+    workdir = pathlib.Path(os.environ.get("TOQUE_WORKDIR") or tempfile.mkdtemp(prefix="toque-"))
+    datasets = fetch_datasets(run, workdir)
+    module_file = inspect.getsourcefile(fn)
+    revision = lineage.code_revision(pathlib.Path(module_file) if module_file else None)
+
+    experiment = retry.with_backoff(
+        lambda: mlflow.set_experiment(run.experiment or "Default"),
+        "reach MLflow",
+        is_transient,
+        budget(),
+        LOG,
+    )
+    tags = {
+        "toque.trainingjob.namespace": identity.namespace,
+        "toque.trainingjob.name": identity.name,
+        "toque.trainingjob.uid": identity.uid,
+        "toque.image": identity.image,
+        "toque.entrypoint": entrypoint,
+        "toque.code_revision": revision or "",
+        **{f"toque.dataset.{alias}": d.pinned for alias, d in datasets.items()},
+    }
+    active = retry.with_backoff(
+        lambda: mlflow.start_run(
+            experiment_id=experiment.experiment_id, run_name=identity.name or None, tags=tags
+        ),
+        "start the MLflow run",
+        is_transient,
+        budget(),
+        LOG,
+    )
+    client = mlflow.MlflowClient()
+    run_id = active.info.run_id
+    status = "FAILED"
+    try:
+        ctx = context.TrainContext(
+            params=dict(run.params), datasets=datasets, workdir=workdir, logger=LOG
+        )
+        returned = fn(ctx)
+        result = returned if isinstance(returned, context.Result) else context.Result(returned)
+        ctx.log_metrics(result.metrics)
+        ctx.log_metrics(fairness_metrics(run, result.model, result))
+        _log_batch(client, run_id, ctx, {**_flatten(run.params), **_flatten(ctx._params)}, entities)
+        for path, artifact_path in ctx._artifacts:
+            client.log_artifact(run_id, str(path), artifact_path)
+        model_uri, model_digest = _log_model(run, result, workdir)
+        status = "FINISHED"
+    finally:
+        mlflow.end_run(status=status)
+    keep = _gate_metrics(run)
+    out = trainresult.TrainResult(
+        run_id=run_id,
+        experiment_id=experiment.experiment_id,
+        model_uri=model_uri,
+        model_digest=model_digest,
+        metrics={k: v for k, v in ctx.metrics.items() if math.isfinite(v)},
+        datasets=[
+            trainresult.DatasetUse(ref=d.ref, digest=d.pinned.split("@", 1)[1])
+            for d in datasets.values()
+        ],
+        code_revision=revision,
+    )
+    return Outcome(out, keep)
+
+
+def _log_batch(
+    client: Any, run_id: str, ctx: context.TrainContext, params: dict[str, str], entities: Any
+) -> None:
+    """Metrics and params in batches: one call costs about what one log_metric costs."""
+    now = int(time.time() * 1000)
+    metrics = [
+        entities.Metric(k, v, now, 0)
+        for k, v in ctx.metrics.items()
+        if not any(k == s[0] for s in ctx._steps)
+    ]
+    metrics += [entities.Metric(k, v, now, step) for k, v, step in ctx._steps]
+    param_list = [entities.Param(k, v) for k, v in params.items()]
+    # MLflow caps a batch at 1000 metrics and 100 params.
+    for i in range(0, max(len(metrics), len(param_list)), 100):
+        client.log_batch(run_id, metrics=metrics[i : i + 100], params=param_list[i : i + 100])
+
+
+def _log_model(
+    run: spec.RunSpec, result: context.Result, workdir: pathlib.Path
+) -> tuple[str | None, str | None]:
+    if result.model is None:
+        return None, None
+    import mlflow
+
+    flavor = run.model.flavor if run.model else "sklearn"
+    signature = None
+    if result.validation is not None and result.label_column:
+        from mlflow.models import infer_signature
+
+        features = result.validation[
+            result.feature_columns
+            or [c for c in result.validation.columns if c != result.label_column]
+        ]
+        try:
+            signature = infer_signature(features, result.model.predict(features))
+        except Exception as error:  # a signature is a nicety, not worth failing the run
+            LOG.warning("no model signature: %s", error)
+    module: Any = {"sklearn": mlflow.sklearn, "pyfunc": mlflow.pyfunc}.get(flavor)
+    if flavor == "pytorch":
+        import mlflow.pytorch
+
+        module = mlflow.pytorch
+    if module is None:
+        raise PermanentError(f"unsupported model flavor {flavor}")
+    extra: dict[str, Any] = {}
+    if flavor == "sklearn":
+        # MLflow 3 saves scikit-learn models with skops, which refuses types it cannot vouch
+        # for (e.g. tree internals). This process built the model, so the types it holds are
+        # exactly the ones to trust; nothing foreign is being loaded here.
+        import skops.io
+
+        trusted = skops.io.get_untrusted_types(data=skops.io.dumps(result.model))
+        if trusted:
+            extra["skops_trusted_types"] = trusted
+    info = module.log_model(result.model, name="model", signature=signature, **extra)
+    # Digest what the store actually holds, so it also proves the upload is complete.
+    local = pathlib.Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=info.model_uri, dst_path=str(workdir / "model-check")
+        )
+    )
+    return str(info.model_uri), digest.tree_digest(local)
+
+
+def _gate_metrics(run: spec.RunSpec) -> set[str]:
+    gate = run.evaluation
+    if gate is None:
+        return set()
+    keep = {t.metric for t in gate.thresholds or []}
+    if gate.must_beat_champion:
+        keep.add(gate.must_beat_champion.metric)
+    if gate.max_train_validation_gap:
+        m = gate.max_train_validation_gap.metric
+        keep |= {f"train_{m}", f"val_{m}"}
+    return keep
+
+
+def main(entrypoint: str) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # Our own retry loop decides how long to wait for MLflow; its client should fail fast.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    try:
+        outcome = train(entrypoint)
+    except PermanentError as error:
+        LOG.error("%s", error)
+        write_termination(trainresult.failure("PermanentError", str(error)))
+        return exitcodes.PERMANENT
+    except retry.DependencyDownError as error:
+        LOG.error("dependency unavailable: %s", error)
+        write_termination(trainresult.failure("DependencyUnavailable", str(error)))
+        return exitcodes.TRANSIENT
+    except Exception as error:
+        tail = "".join(traceback.format_exception(error))[-TRACEBACK_TAIL:]
+        LOG.error("training failed:\n%s", tail)
+        code = exitcodes.TRANSIENT if is_transient(error) else exitcodes.USER_CODE_FAILED
+        kind = "DependencyUnavailable" if code == exitcodes.TRANSIENT else "UserCodeFailed"
+        write_termination(trainresult.failure(kind, tail))
+        return code
+    write_termination(trainresult.encode(outcome.result, outcome.keep))
+    LOG.info(
+        "run %s finished; model %s (%s)",
+        outcome.result.run_id,
+        outcome.result.model_uri,
+        outcome.result.model_digest,
+    )
+    return exitcodes.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

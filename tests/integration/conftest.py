@@ -1,0 +1,1 @@
+"""Integration tests use the session fixtures of tests/conftest.py (MinIO, MLflow)."""
