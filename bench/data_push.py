@@ -97,7 +97,8 @@ def count_objects(minio: services.Minio, bucket: str) -> int:
 
 def toque_push(
     case: Case, data: pathlib.Path, minio: services.Minio, bucket: str, env: dict[str, str]
-) -> float:
+) -> tuple[float, float]:
+    """Seconds to push ``data``, then seconds to pull it back verified (not compared)."""
     env = {**os.environ, **minio.env(), "TOQUE_DATA_BUCKET": bucket, **env}
     cli = [sys.executable, "-m", "toque.cli.main", "data"]
     seconds, out = timed([*cli, "push", str(data), "--name", case.name, "-q"], env, data)
@@ -105,21 +106,21 @@ def toque_push(
         sys.exit(f"data_push: unexpected toque output {out!r}")
     # Not timed: the push is only counted if every byte comes back verified.
     dest = data.parent / f"pulled-{bucket}"
-    case.pull_s, _ = timed([*cli, "pull", out.strip(), str(dest), "-q"], env, data)
+    pull_s, _ = timed([*cli, "pull", out.strip(), str(dest), "-q"], env, data)
     pulled = [p for p in dest.rglob("*") if p.is_file()]
     if len(pulled) != case.files or sum(p.stat().st_size for p in pulled) != case.size:
         sys.exit(f"data_push: toque pull of {case.name} returned other files")
     shutil.rmtree(dest)
-    return seconds
+    return seconds, pull_s
 
 
 def run_case(
     case: Case, data: pathlib.Path, repo: pathlib.Path, minio: services.Minio, dvc: str
 ) -> None:
-    case.toque_s = toque_push(case, data, minio, f"toque-{case.name}", {})
+    case.toque_s, case.pull_s = toque_push(case, data, minio, f"toque-{case.name}", {})
     if case.files > 1:
         off = {"TOQUE_DATA_PACK_BELOW": "0"}
-        case.unpacked_s = toque_push(case, data, minio, f"toque-{case.name}-unpacked", off)
+        case.unpacked_s, _ = toque_push(case, data, minio, f"toque-{case.name}-unpacked", off)
 
     minio.create_bucket(f"dvc-{case.name}")
     env = {**os.environ, **minio.env(), "DVC_NO_ANALYTICS": "1"}

@@ -35,6 +35,8 @@ class Resolved:
 
 @dataclasses.dataclass(frozen=True)
 class PushResult:
+    """``ref`` is pinned; ``reused`` means the version existed and nothing was uploaded."""
+
     ref: str
     uploaded_bytes: int
     uploaded_files: int
@@ -45,12 +47,16 @@ class PushResult:
 
 @dataclasses.dataclass(frozen=True)
 class VersionInfo:
+    """One stored version of a dataset, with the tags that point at it now."""
+
     digest: str
     stored: datetime.datetime
     tags: tuple[str, ...]
 
 
 class TagRecord(pydantic.BaseModel):
+    """A tag's current target, and each entry of its history."""
+
     model_config = pydantic.ConfigDict(frozen=True, extra="ignore")
 
     name: str
@@ -98,7 +104,9 @@ class DataStore:
         return Resolved(parsed.name, record.digest, ref)
 
     def show(self, ref: str) -> manifest.Manifest:
-        resolved = self.resolve(ref)
+        parsed = manifest.parse_ref(ref)
+        # A pinned ref needs no resolving: the GET below says whether the version exists.
+        resolved = Resolved(parsed.name, parsed.digest, ref) if parsed.digest else self.resolve(ref)
         key = layout.version_key(resolved.name, resolved.digest)
         data = self.bucket.get(key)
         if data is None:
@@ -181,14 +189,16 @@ class DataStore:
         key = layout.version_key(name, built.digest)
         reused = self.bucket.exists(key)
         uploaded = transfer.Uploaded(0, 0, {})
+        created = False
         if not reused:
             with parallel.Progress(total, f"push {name}", self.progress) as bar:
                 uploaded = transfer.upload(self.bucket, hashed, bar)
             built = built.model_copy(update={"files": tuple(map(uploaded.place, built.files))})
             body = built.to_json()
             # Written last: a version is visible only once every blob it names is stored.
-            self.bucket.put_new(key, body, sha256=hashlib.sha256(body).digest())
-        stored = self.show(built.ref) if reused else built
+            created = self.bucket.put_new(key, body, sha256=hashlib.sha256(body).digest())
+        # Someone else's manifest of the same content (an earlier or racing push) stays.
+        stored = built if created else self.show(built.ref)
         moved = tuple(t for t in tags if self._set_tag(name, t, built.digest, built.creator))
         return PushResult(built.ref, uploaded.bytes, uploaded.files, reused, stored, moved)
 

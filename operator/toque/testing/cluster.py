@@ -69,6 +69,8 @@ class NodeSpec:
     gpus: int = 0
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
     local: bool = False
+    # The local stack leaves its local node untainted so the plain example lands there.
+    tainted: bool = True
 
     def manifest(self) -> dict[str, Any]:
         labels = {
@@ -82,7 +84,8 @@ class NodeSpec:
         annotations: dict[str, str] = {}
         if self.local:
             labels[LOCAL_EXEC_LABEL] = "true"
-            taints.append(LOCAL_EXEC_TAINT)
+            if self.tainted:
+                taints.append(LOCAL_EXEC_TAINT)
         else:
             annotations[KWOK_NODE_ANNOTATION] = "fake"
         if self.gpus:
@@ -180,7 +183,9 @@ class LocalCluster:
         nodes: Sequence[NodeSpec] = DEFAULT_NODES,
         binaries: dict[str, pathlib.Path] | None = None,
         detached: bool = False,
+        code_paths: Sequence[pathlib.Path] = (),
     ) -> None:
+        self.code_paths = tuple(code_paths)
         self._own_workdir = workdir is None
         self.workdir = workdir or pathlib.Path(tempfile.mkdtemp(prefix="toque-cluster-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -360,6 +365,7 @@ class LocalCluster:
                         f"--workdir={self.workdir / 'agent' / node.name}",
                         f"--cpu={node.cpu}",
                         f"--memory={node.memory}",
+                        *(f"--code-path={p}" for p in self.code_paths),
                     ],
                 )
         self.wait_for(

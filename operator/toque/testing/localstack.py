@@ -1,13 +1,13 @@
-"""``toque-local``: the local stack on one machine, no containers (``make up`` / ``make down``).
+"""``toque-local``: the whole stack on one machine, no containers (``make up`` / ``make down``).
 
-``up`` starts the real control plane with kwok CPU and GPU nodes, installs Toque's CRDs and
-the chart's RBAC with the real helm and kubectl, starts the operator as its ServiceAccount,
-then runs the main example (``examples/trainingjob.yaml``) to the end and prints how to use
-the cluster. Everything keeps running after ``up`` returns; ``down`` stops it. State lives in
+``up`` starts the real control plane (etcd, kube-apiserver, controller-manager, scheduler),
+a local-execution node whose pods the node agent runs as real processes, a kwok GPU node,
+MinIO and the MLflow tracking server; installs Toque's CRDs and the chart's RBAC with the
+real helm and kubectl; starts the operator as its ServiceAccount; then runs the main example
+end to end: push the breast-cancer dataset, ``kubectl apply -f examples/trainingjob.yaml``,
+a real pod trains the model, MLflow tracks it, the gate passes and a ModelVersion appears.
+Everything keeps running after ``up`` returns; ``down`` stops it. State lives in
 ``$TOQUE_HOME`` (default ``~/.toque/local``).
-
-What runs the example's pod today is kwok's simulation of a kubelet (the pod goes Running,
-then Succeeded); real training pods come with the node agent.
 """
 
 from __future__ import annotations
@@ -17,15 +17,28 @@ import json
 import os
 import pathlib
 import shutil
+import subprocess
 import sys
 import time
 
 from toque.testing import cluster as local
-from toque.testing import operator_process, processes
+from toque.testing import operator_process, processes, services
 
 HOME = pathlib.Path(os.environ.get("TOQUE_HOME", pathlib.Path.home() / ".toque" / "local"))
 STATE = HOME / "state.json"
 DEMO_NAMESPACE = "toque-demo"
+CREDENTIALS_SECRET = "toque-s3"
+NODES = (
+    # Untainted, so the example as written (no nodeSelector) trains here for real.
+    local.NodeSpec("local-node-0", cpu="4", memory="16Gi", local=True, tainted=False),
+    local.NodeSpec(
+        "gpu-node-0",
+        cpu="16",
+        memory="64Gi",
+        gpus=2,
+        labels={"toque.dev/accelerator": "nvidia-h100"},
+    ),
+)
 
 
 def _say(text: str) -> None:
@@ -38,62 +51,142 @@ def up(timeout: float) -> int:
         return 1
     HOME.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    c = local.LocalCluster(workdir=HOME / "cluster", detached=True)
-    _say("starting etcd, kube-apiserver, controller-manager, scheduler and kwok")
-    c.start()
+    c = local.LocalCluster(
+        workdir=HOME / "cluster", nodes=NODES, detached=True, code_paths=[local.REPO_ROOT]
+    )
+    minio = services.Minio(HOME / "minio", local.find_binaries(("minio",))["minio"], detached=True)
+    mlflow = services.Mlflow(HOME / "mlflow", minio, detached=True)
     op: operator_process.Operator | None = None
     try:
+        _say("starting etcd, kube-apiserver, controller-manager, scheduler, node agent, kwok")
+        c.start()
+        _say("starting MinIO and the MLflow tracking server")
+        minio.start()
+        mlflow.start()
         c.install_crds(local.REPO_ROOT / "crds")
         identity = operator_process.install_rbac_and_kubeconfig(
             c, local.REPO_ROOT / "helm" / "toque"
         )
-        op = operator_process.Operator(c, identity, detached=True)
+        op = operator_process.Operator(
+            c,
+            identity,
+            detached=True,
+            env={
+                "TOQUE_MLFLOW_TRACKING_URI": mlflow.uri,
+                "TOQUE_S3_ENDPOINT": minio.endpoint,
+                "TOQUE_DATA_BUCKET": "toque-data",
+                "TOQUE_CREDENTIALS_SECRET": CREDENTIALS_SECRET,
+            },
+        )
         op.start()
         pids = {n: p.pid for n, p in c.processes.items()}
-        pids["operator"] = op.process.pid if op.process else 0
+        for name, proc in (
+            ("minio", minio.process),
+            ("mlflow", mlflow.process),
+            ("operator", op.process),
+        ):
+            pids[name] = proc.pid if proc else 0
         STATE.write_text(
             json.dumps(
-                {"pids": pids, "kubeconfig": str(c.kubeconfig), "metrics": op.metrics_url}, indent=2
+                {
+                    "pids": pids,
+                    "kubeconfig": str(c.kubeconfig),
+                    "mlflow": mlflow.uri,
+                    "s3": minio.endpoint,
+                    "metrics": op.metrics_url,
+                },
+                indent=2,
             )
         )
-        _say(f"control plane and operator up in {time.monotonic() - started:.0f}s")
-        run_example(c, timeout)
+        _say(f"stack up in {time.monotonic() - started:.0f}s")
+        run_example(c, minio, timeout)
     except BaseException:
-        _say("start failed; stopping what was started")
-        if op:
-            op.stop()
+        _say("start failed; stopping what was started (logs stay in " + str(HOME) + ")")
+        for part in (op, mlflow, minio):
+            if part:
+                part.stop()
         c.stop(keep_workdir=True)
         STATE.unlink(missing_ok=True)
         raise
-    _say(f"done in {time.monotonic() - started:.0f}s. Use the cluster with:")
+    _say(f"done in {time.monotonic() - started:.0f}s. Use the stack with:")
     print(f"  export KUBECONFIG={c.kubeconfig}")
-    print(f"  kubectl get nodes; kubectl get tj -A   (kubectl: {c.binaries['kubectl']})")
-    print(f"  operator metrics: {op.metrics_url if op else ''}")
+    print(f"  export PATH={c.binaries['kubectl'].parent}:$PATH   # kubectl and helm")
+    print("  kubectl get tj,mv -A")
+    print(f"  MLflow UI: {mlflow.uri}    operator metrics: {op.metrics_url if op else ''}")
     print("  stop everything with: make down")
     return 0
 
 
-def run_example(c: local.LocalCluster, timeout: float) -> None:
-    example = local.REPO_ROOT / "examples" / "trainingjob.yaml"
+def run_example(c: local.LocalCluster, minio: services.Minio, timeout: float) -> None:
+    # The example project sits in the repository, not in the installed package.
+    sys.path.insert(0, str(local.REPO_ROOT))
+    from examples.project import make_dataset
+
+    env = {**os.environ, **minio.env(), "TOQUE_DATA_BUCKET": "toque-data"}
+    data = make_dataset.write(HOME / "data" / "breast-cancer").parent
+    _say(f"toque data push {data} --name breast-cancer")
+    pushed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "toque.cli.main",
+            "data",
+            "push",
+            str(data),
+            "--name",
+            "breast-cancer",
+            "--quiet",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    print("  " + pushed.stdout.strip())
     c.kubectl("create", "namespace", DEMO_NAMESPACE)
     c.kubectl("label", "namespace", DEMO_NAMESPACE, "pod-security.kubernetes.io/enforce=restricted")
+    c.kubectl(
+        "create",
+        "secret",
+        "generic",
+        CREDENTIALS_SECRET,
+        "-n",
+        DEMO_NAMESPACE,
+        f"--from-literal=AWS_ACCESS_KEY_ID={minio.access_key}",
+        f"--from-literal=AWS_SECRET_ACCESS_KEY={minio.secret_key}",
+    )
+    example = local.REPO_ROOT / "examples" / "trainingjob.yaml"
     _say(f"kubectl apply -f {example.relative_to(local.REPO_ROOT)}")
-    print(c.kubectl("apply", "-n", DEMO_NAMESPACE, "-f", str(example)).stdout, end="")
+    print("  " + c.kubectl("apply", "-n", DEMO_NAMESPACE, "-f", str(example)).stdout.strip())
     name = "breast-cancer-rf"
     seen: set[str] = set()
 
-    def finished() -> str | None:
+    def finished() -> dict[str, object] | None:
         obj = c.kubectl_json("get", "trainingjob", name, "-n", DEMO_NAMESPACE)
-        phase = obj.get("status", {}).get("phase")
+        status = obj.get("status", {})
+        phase = status.get("phase")
         if phase and phase not in seen:
             seen.add(phase)
-            _say(f"TrainingJob {name}: {phase} — {obj['status'].get('message', '')}")
-        return phase if phase in ("Succeeded", "Failed") else None
+            _say(f"TrainingJob {name}: {phase} — {status.get('message', '')}")
+        return obj if phase in ("Succeeded", "Failed") else None
 
-    phase = c.wait_for(finished, timeout, f"TrainingJob {name} to finish", interval=0.5)
-    print(c.kubectl("get", "trainingjob,job,pod", "-n", DEMO_NAMESPACE, "-o", "wide").stdout)
-    if phase != "Succeeded":
-        raise local.ClusterError(f"the example ended {phase}")
+    obj = c.wait_for(finished, timeout, f"TrainingJob {name} to finish", interval=0.5)
+    status = obj["status"]
+    print(c.kubectl("get", "trainingjob,modelversion,job,pod", "-n", DEMO_NAMESPACE).stdout)
+    if status["phase"] != "Succeeded":
+        raise local.ClusterError(f"the example ended {status['phase']}: {status.get('message')}")
+    metrics = status.get("metrics", {})
+    _say(
+        f"MLflow run {status.get('mlflowRunId')}: val_accuracy "
+        f"{metrics.get('val_accuracy', float('nan')):.3f}, model {status.get('modelUri')} "
+        f"({status.get('modelDigest', '')[:19]}…)"
+    )
+    for result in status.get("gate", {}).get("results", []):
+        _say(
+            f"gate: {'pass' if result['passed'] else 'FAIL'} {result['rule']} ({result['message']})"
+        )
+    _say(f"ModelVersion: {status.get('modelVersion', 'none')}")
 
 
 def down() -> int:
@@ -113,7 +206,7 @@ def down() -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="toque-local", description=__doc__)
     parser.add_argument("action", choices=["up", "down"])
-    parser.add_argument("--timeout", type=float, default=180)
+    parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args(argv)
     return up(args.timeout) if args.action == "up" else down()
 

@@ -125,7 +125,12 @@ class Agent:
     """The node's heartbeat and lease, and one ``PodWorker`` per pod bound to the node."""
 
     def __init__(
-        self, kube: kube_client.Kube, node: str, workdir: pathlib.Path, capacity: dict[str, str]
+        self,
+        kube: kube_client.Kube,
+        node: str,
+        workdir: pathlib.Path,
+        capacity: dict[str, str],
+        code_paths: tuple[str, ...] = (),
     ) -> None:
         self.kube = kube
         self.node = node
@@ -139,6 +144,7 @@ class Agent:
             ips=nodeagent_process.IPAllocator(),
             stopping=self.stopping,
             path_prefix=str(pathlib.Path(sys.executable).parent),
+            python_path=":".join(code_paths),
         )
         self.workers: dict[str, nodeagent_pod.PodWorker] = {}
         self._ended: list[nodeagent_pod.PodWorker] = []
@@ -319,6 +325,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu", default="4")
     parser.add_argument("--memory", default="16Gi")
     parser.add_argument("--pods", default="110")
+    parser.add_argument(
+        "--code-path",
+        action="append",
+        default=[],
+        help="put on every pod's PYTHONPATH: stands in for the code a training image holds",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # urllib3 warns of each connection retry; our own line per failed sync says enough.
@@ -336,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         args.node,
         args.workdir,
         {"cpu": args.cpu, "memory": args.memory, "pods": args.pods},
+        tuple(args.code_path),
     )
 
     def stop(*_: object) -> None:

@@ -58,6 +58,7 @@ class Context:
     ips: proc.IPAllocator
     stopping: threading.Event
     path_prefix: str
+    python_path: str = ""
 
 
 @dataclasses.dataclass
@@ -245,6 +246,8 @@ class PodWorker:
             "HOSTNAME": spec.get("hostname") or pod["metadata"]["name"],
             "TOQUE_TERMINATION_MESSAGE_PATH": str(self.dir / "termination" / slot.record.name),
         }
+        if self.ctx.python_path:
+            base["PYTHONPATH"] = self.ctx.python_path
         for volume in spec.get("volumes") or []:
             if "emptyDir" in volume:
                 base[envs.volume_variable(volume["name"])] = str(
