@@ -1,7 +1,7 @@
 """Child processes that cannot outlive their parent: own session, PDEATHSIG, logs to files.
 
-Used by ``cluster`` (and later the node agent) so a crashed or killed test run leaves no
-etcd or apiserver behind.
+Used by ``cluster`` and ``services`` (the node agent copies the technique) so a crashed or
+killed test run leaves no etcd, apiserver, MinIO or MLflow behind.
 """
 
 from __future__ import annotations
