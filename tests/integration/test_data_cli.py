@@ -144,3 +144,15 @@ def test_unreachable_store_exits_75(minio: services.Minio, tmp_path: pathlib.Pat
     assert result.returncode == 75, result.stderr
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and "cannot reach" in result.stderr
+
+
+@pytest.mark.usefixtures("bucket")
+def test_pull_into_a_file_exits_3_and_leaves_it_alone(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_csv(tmp_path / "d" / "t.csv", "a\n1\n")
+    _, ref, _ = run(capsys, "data", "push", str(tmp_path / "d"), "--name", "ds")
+    (tmp_path / "file").write_text("mine")
+    code, _, err = run(capsys, "data", "pull", ref.strip(), str(tmp_path / "file"))
+    assert code == 3 and "not a directory" in err
+    assert (tmp_path / "file").read_text() == "mine"

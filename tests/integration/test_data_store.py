@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
-from toque.data import config, errors, layout, manifest, parallel, store, transfer
+from toque.data import config, errors, layout, manifest, multipart, parallel, store, transfer
 from toque.testing import cluster as local
 from toque.testing import services
 
@@ -337,3 +337,24 @@ def test_a_file_edited_during_a_push_is_never_stored_under_its_old_digest(
     for key in stored:
         body = s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read()
         assert hashlib.sha256(body).hexdigest() == key.rsplit("/", 1)[1]
+
+
+def test_a_settled_big_file_replaced_during_a_push_is_not_stored(
+    data: store.DataStore,
+    settings: config.StoreConfig,
+    s3: Any,
+    tree: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Files older than SETTLED_NS are checked by fingerprint instead of a second hash.
+    monkeypatch.setattr(multipart, "SETTLED_NS", 0)
+    data.bucket.ensure()
+    [big] = [h for h in transfer.hash_all(manifest.scan(tree), 4, parallel.silent())
+             if h.entry.path == "big.bin"]  # fmt: skip
+    assert big.before.settled
+    replacement = tree / "big.new"
+    replacement.write_bytes(os.urandom(BIG))
+    replacement.replace(tree / "big.bin")  # an atomic save, as many editors and tools do
+    with pytest.raises(errors.InvalidInput, match=r"big\.bin changed while it was pushed"):
+        transfer.upload(data.bucket, [big], parallel.silent())
+    assert not [k for k in objects(s3, settings.bucket) if k.startswith("blobs/")]

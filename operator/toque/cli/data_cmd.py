@@ -82,6 +82,10 @@ def _guard(handler: Handler) -> Handler:
             message = " ".join(str(exc).split())
             print(f"toque data {args.data_command}: {message}", file=sys.stderr)
             return EXIT_TRANSIENT if exc.transient else EXIT_PERMANENT
+        except OSError as exc:
+            # Local trouble (disk full, permissions): a message, not a traceback.
+            print(f"toque data {args.data_command}: {exc}", file=sys.stderr)
+            return EXIT_PERMANENT
 
     return run
 

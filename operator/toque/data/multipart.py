@@ -1,10 +1,12 @@
 """Upload of one big file as a multipart upload, parts in parallel, content re-verified.
 
-One thread reads the file front to back, feeding each part both to a SHA-256 of the whole
-file and to a pool that uploads parts in parallel (each with a CRC32 the server checks).
-The upload is completed only if that hash still equals the one the manifest records, so a
-file edited after it was hashed is never stored under the old digest; a bounded number of
-parts in flight bounds memory. Called by ``toque.data.transfer.upload``.
+One thread reads the file front to back and hands each part to a pool that uploads parts in
+parallel, each with a CRC32 the server checks; a bounded number of parts in flight bounds
+memory. The upload is completed only if the file is provably the one that was hashed: its
+``Fingerprint`` (size, mtime, ctime, inode) is unchanged, or, for a file written so
+recently that a coarse timestamp could hide an edit, a SHA-256 taken while reading the
+parts equals the digest the manifest records. So a file edited after it was hashed is
+never stored under the old digest. Called by ``toque.data.transfer.upload``.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import contextlib
+import dataclasses
 import hashlib
 import pathlib
 import threading
+import time
 import zlib
 from typing import Any
 
@@ -35,10 +39,43 @@ def edited(source: pathlib.Path) -> errors.InvalidInput:
     )
 
 
+# ctime cannot be set from user space and moves on every write; a file whose ctime is older
+# than this when it is hashed cannot change again within the same timestamp tick.
+SETTLED_NS = 2_000_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Fingerprint:
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+    settled: bool
+
+    @classmethod
+    def of(cls, source: pathlib.Path) -> Fingerprint:
+        info = source.stat()
+        settled = time.time_ns() - info.st_ctime_ns > SETTLED_NS
+        return cls(info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, settled)
+
+    def same(self, other: Fingerprint) -> bool:
+        return (self.size, self.mtime_ns, self.ctime_ns, self.inode) == (
+            other.size, other.mtime_ns, other.ctime_ns, other.inode,
+        )  # fmt: skip
+
+
 def put(
-    bucket: s3.Bucket, source: pathlib.Path, sha256: str, size: int, progress: parallel.Progress
+    bucket: s3.Bucket,
+    source: pathlib.Path,
+    sha256: str,
+    before: Fingerprint,
+    progress: parallel.Progress,
 ) -> bool:
-    """Store ``source`` as the blob ``sha256`` unless it exists; True if this call did."""
+    """Store ``source`` as the blob ``sha256`` unless it exists; True if this call did.
+
+    ``before`` is the file's fingerprint taken before it was hashed.
+    """
+    size = before.size
     key = layout.blob_key(sha256)
     if bucket.exists(key):
         progress(size)
@@ -49,8 +86,12 @@ def put(
             ChecksumAlgorithm="CRC32",
         )["UploadId"]  # fmt: skip
     try:
-        parts, digest = _send_parts(bucket, key, upload_id, source, progress)
-        if digest != sha256:
+        # Hashing again costs a second pass on a CPU the server needs: only when in doubt.
+        digest = None if before.settled else hashlib.sha256()
+        parts = _send_parts(bucket, key, upload_id, source, digest, progress)
+        if not before.same(Fingerprint.of(source)):
+            raise edited(source)
+        if digest is not None and digest.hexdigest() != sha256:
             raise edited(source)
         return _complete(bucket, key, upload_id, parts, source)
     except BaseException:
@@ -59,8 +100,13 @@ def put(
 
 
 def _send_parts(
-    bucket: s3.Bucket, key: str, upload_id: str, source: pathlib.Path, progress: parallel.Progress
-) -> tuple[list[dict[str, Any]], str]:
+    bucket: s3.Bucket,
+    key: str,
+    upload_id: str,
+    source: pathlib.Path,
+    digest: hashlib._Hash | None,
+    progress: parallel.Progress,
+) -> list[dict[str, Any]]:
     def put_part(number: int, data: bytes) -> dict[str, Any]:
         checksum = _crc32(data)
         with bucket.translate(f"uploading part {number} of {source}"):
@@ -76,7 +122,6 @@ def _send_parts(
             failed.set()
         slots.release()
 
-    digest = hashlib.sha256()
     slots = threading.Semaphore(PARTS_IN_FLIGHT)
     failed = threading.Event()
     futures: list[concurrent.futures.Future[dict[str, Any]]] = []
@@ -87,7 +132,8 @@ def _send_parts(
     ):
         try:
             while not failed.is_set() and (data := handle.read(bucket.settings.part_size)):
-                digest.update(data)
+                if digest is not None:
+                    digest.update(data)
                 slots.acquire()
                 future = pool.submit(put_part, len(futures) + 1, data)
                 future.add_done_callback(settle)
@@ -96,7 +142,7 @@ def _send_parts(
             parts = [future.result() for future in futures]
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-    return parts, digest.hexdigest()
+    return parts
 
 
 def _complete(

@@ -34,7 +34,10 @@ _UNREACHABLE = (
     botocore.exceptions.ConnectTimeoutError,
     botocore.exceptions.ReadTimeoutError,
     botocore.exceptions.ConnectionClosedError,
+    botocore.exceptions.ConnectionError,
+    # Covers ResponseStreamingError: a body cut off while it was being read.
     botocore.exceptions.HTTPClientError,
+    botocore.exceptions.IncompleteReadError,
 )
 
 

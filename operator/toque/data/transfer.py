@@ -32,16 +32,19 @@ class Hashed:
     local: manifest.LocalFile
     entry: manifest.FileEntry
     table: manifest.Table | None
+    before: multipart.Fingerprint
 
 
 def hash_all(
     files: Sequence[manifest.LocalFile], workers: int, progress: parallel.Progress
 ) -> list[Hashed]:
     def one(local: manifest.LocalFile) -> Hashed:
+        before = multipart.Fingerprint.of(local.source)
         size, sha = manifest.hash_file(local.source)
         progress(size)
         table = schema.infer(local.source, local.path) if schema.is_tabular(local.path) else None
-        return Hashed(local, manifest.FileEntry(path=local.path, size=size, sha256=sha), table)
+        entry = manifest.FileEntry(path=local.path, size=size, sha256=sha)
+        return Hashed(local, entry, table, before)
 
     return parallel.run_all(one, files, workers)
 
@@ -96,9 +99,10 @@ def upload(bucket: s3.Bucket, items: Sequence[Hashed], progress: parallel.Progre
 
 
 def _put_big(bucket: s3.Bucket, item: Hashed, progress: parallel.Progress) -> Uploaded:
-    size, sha = item.entry.size, item.entry.sha256
-    created = multipart.put(bucket, item.local.source, sha, size, progress)
-    return Uploaded(1, size) if created else Uploaded(0, 0)
+    if item.before.size != item.entry.size:
+        raise multipart.edited(item.local.source)  # it changed while it was hashed
+    created = multipart.put(bucket, item.local.source, item.entry.sha256, item.before, progress)
+    return Uploaded(1, item.entry.size) if created else Uploaded(0, 0)
 
 
 def _put_single(bucket: s3.Bucket, item: Hashed, progress: parallel.Progress) -> Uploaded:

@@ -271,9 +271,11 @@ def plan(obs: Observed, config: jobs.BuildConfig, now: dt.datetime) -> Plan:
     for key, source in (("startTime", "startTime"), ("completionTime", "completionTime")):
         if job_status.get(source):
             st.data[key] = job_status[source]
-    st.data["attempts"] = sum(
-        int(job_status.get(k) or 0) for k in ("active", "failed", "succeeded")
-    )
+    # The Job's counters lag its SuccessCriteriaMet/FailureTarget conditions (pods are
+    # counted once their finalizers are processed); the pods themselves are there already.
+    counted = sum(int(job_status.get(k) or 0) for k in ("active", "failed", "succeeded"))
+    counted += sum(len(v) for v in (job_status.get("uncountedTerminatedPods") or {}).values())
+    st.data["attempts"] = max(counted, len(obs.pods))
 
     phase, message = _derive_phase(job, obs.pods, obs.job_warnings, spec, st)
     _transient_failures(obs.pods, phase, st)
