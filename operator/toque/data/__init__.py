@@ -1,5 +1,7 @@
 """Versioned, content-addressed datasets in S3/MinIO (``toque data …`` and the trainer).
 
-``store.DataStore`` is the entry point; ``manifest`` holds the pure data model and digests,
-``diff`` compares versions, ``errors`` classifies failures as transient or permanent.
+``store.DataStore`` is the entry point. ``manifest`` (pure: models, refs, digests),
+``schema`` (table columns), ``diff`` and ``packs`` decide; ``s3``, ``transfer``,
+``multipart`` and ``fetch`` do the I/O, named by ``layout``; ``errors`` says which failures
+are transient.
 """
