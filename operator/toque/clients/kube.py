@@ -63,7 +63,7 @@ class Kube:
             kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
         return cls(kubernetes.client.ApiClient())
 
-    def _call(
+    def request(
         self,
         method: str,
         path: str,
@@ -71,6 +71,7 @@ class Kube:
         content_type: str | None = None,
         query: list[tuple[str, str]] | None = None,
     ) -> Any:
+        """Any REST call by path; JSON in and out, ApiException on a non-2xx answer."""
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
@@ -95,21 +96,10 @@ class Kube:
             )
         return json.loads(data) if data else {}
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        content_type: str | None = None,
-        query: list[tuple[str, str]] | None = None,
-    ) -> Any:
-        """Any REST call by path (the test node agent's nodes, leases, pods/status, secrets)."""
-        return self._call(method, path, body=body, content_type=content_type, query=query)
-
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
         try:
-            result: dict[str, Any] = self._call(
+            result: dict[str, Any] = self.request(
                 "GET", resource_path(api_version, kind, namespace, name)
             )
         except ApiException as error:
@@ -121,7 +111,7 @@ class Kube:
     def list_objects(
         self, api_version: str, kind: str, namespace: str, label_selector: str
     ) -> list[dict[str, Any]]:
-        result = self._call(
+        result = self.request(
             "GET",
             resource_path(api_version, kind, namespace),
             query=[("labelSelector", label_selector)],
@@ -131,7 +121,7 @@ class Kube:
 
     def list_events(self, namespace: str, uid: str, type_: str) -> list[dict[str, Any]]:
         """Events about the object with ``uid``, oldest first."""
-        result = self._call(
+        result = self.request(
             "GET",
             resource_path("v1", "Event", namespace),
             query=[("fieldSelector", f"involvedObject.uid={uid},type={type_}")],
@@ -148,7 +138,7 @@ class Kube:
         query = [("fieldManager", field_manager)]
         if force:
             query.append(("force", "true"))
-        result: dict[str, Any] = self._call(
+        result: dict[str, Any] = self.request(
             "PATCH", path, body=obj, content_type="application/apply-patch+yaml", query=query
         )
         return result
@@ -158,7 +148,7 @@ class Kube:
     ) -> dict[str, Any]:
         """Replace our status fields with one merge patch on the status subresource."""
         path = resource_path(api_version, kind, namespace, name) + "/status"
-        result: dict[str, Any] = self._call(
+        result: dict[str, Any] = self.request(
             "PATCH", path, body={"status": status}, content_type="application/merge-patch+json"
         )
         return result
@@ -199,4 +189,4 @@ class Kube:
             "lastTimestamp": stamp,
             "count": 1,
         }
-        self._call("POST", resource_path("v1", "Event", meta["namespace"]), body=body)
+        self.request("POST", resource_path("v1", "Event", meta["namespace"]), body=body)

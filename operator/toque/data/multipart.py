@@ -153,23 +153,11 @@ def _complete(
         "MultipartUpload": {"Parts": parts},
     }  # fmt: skip
     with bucket.translate(f"completing the upload of {source}"):
-        if bucket.conditional:
-            try:
-                bucket.client.complete_multipart_upload(IfNoneMatch="*", **args)
-                return True
-            except botocore.exceptions.ClientError as exc:
-                code, status = s3.error_code(exc)
-                if code in s3.EXISTS or status in (409, 412):
-                    # Someone stored the same bytes meanwhile: theirs stays, ours is dropped.
-                    _abort(bucket, key, upload_id)
-                    return False
-                if code != "NotImplemented" and status != 501:
-                    raise
-        if bucket.exists(key):
-            _abort(bucket, key, upload_id)
-            return False
-        bucket.client.complete_multipart_upload(**args)
-        return True
+        created = bucket.create_once(key, bucket.client.complete_multipart_upload, args)
+    if not created:
+        # Someone stored the same bytes meanwhile: theirs stays, ours is dropped.
+        _abort(bucket, key, upload_id)
+    return created
 
 
 def _abort(bucket: s3.Bucket, key: str, upload_id: str) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -171,24 +171,32 @@ class Bucket:
         if sha256 is not None:
             args["ChecksumSHA256"] = base64.b64encode(sha256).decode()
         with self.translate(f"writing {key}"):
-            if self._conditional:
-                try:
-                    self.client.put_object(IfNoneMatch="*", **args)
-                    return True
-                except botocore.exceptions.ClientError as exc:
-                    code, status = error_code(exc)
-                    if code in EXISTS or status in (409, 412):
-                        return False
-                    if code != "NotImplemented" and status != 501:
-                        raise
-                    with self._lock:
-                        self._conditional = False
-            # A server without conditional writes: a racing writer can slip in between,
-            # which for content-addressed keys only rewrites the same bytes.
-            if self.exists(key):
-                return False
-            self.client.put_object(**args)
-            return True
+            return self.create_once(key, self.client.put_object, args)
+
+    def create_once(self, key: str, write: Callable[..., Any], args: dict[str, Any]) -> bool:
+        """``write(**args)`` creates ``key`` unless it exists; True if this call created it.
+
+        Used for plain puts and for completing multipart uploads alike; the caller wraps it
+        in ``translate``.
+        """
+        if self._conditional:
+            try:
+                write(IfNoneMatch="*", **args)
+                return True
+            except botocore.exceptions.ClientError as exc:
+                code, status = error_code(exc)
+                if code in EXISTS or status in (409, 412):
+                    return False
+                if code != "NotImplemented" and status != 501:
+                    raise
+                with self._lock:
+                    self._conditional = False
+        # A server without conditional writes: a racing writer can slip in between,
+        # which for content-addressed keys only rewrites the same bytes.
+        if self.exists(key):
+            return False
+        write(**args)
+        return True
 
     @property
     def conditional(self) -> bool:

@@ -17,7 +17,6 @@ import json
 import os
 import pathlib
 import shutil
-import subprocess
 import sys
 import time
 
@@ -122,28 +121,9 @@ def run_example(c: local.LocalCluster, minio: services.Minio, timeout: float) ->
     sys.path.insert(0, str(local.REPO_ROOT))
     from examples.project import make_dataset
 
-    env = {**os.environ, **minio.env(), "TOQUE_DATA_BUCKET": "toque-data"}
     data = make_dataset.write(HOME / "data" / "breast-cancer").parent
     _say(f"toque data push {data} --name breast-cancer")
-    pushed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "toque.cli.main",
-            "data",
-            "push",
-            str(data),
-            "--name",
-            "breast-cancer",
-            "--quiet",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    print("  " + pushed.stdout.strip())
+    print("  " + minio.push_dataset(data, "breast-cancer", "toque-data"))
     c.kubectl("create", "namespace", DEMO_NAMESPACE)
     c.kubectl("label", "namespace", DEMO_NAMESPACE, "pod-security.kubernetes.io/enforce=restricted")
     c.kubectl(

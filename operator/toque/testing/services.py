@@ -13,10 +13,12 @@ import os
 import pathlib
 import secrets
 import shutil
+import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 from toque.testing import cluster as local
 from toque.testing import processes
@@ -94,16 +96,43 @@ class Minio:
             "MLFLOW_S3_ENDPOINT_URL": self.endpoint,
         }
 
-    def create_bucket(self, name: str) -> None:
+    def client(self) -> Any:
+        """A boto3 S3 client with the root credentials (for setup and checks, not pods)."""
         import boto3
 
-        client = boto3.client(
+        return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
             aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
             region_name="us-east-1",
         )
+
+    def push_dataset(self, directory: pathlib.Path, name: str, bucket: str) -> str:
+        """``toque data push`` as a user runs it; returns the printed ``name@sha256:…``."""
+        env = {**os.environ, **self.env(), "TOQUE_DATA_BUCKET": bucket}
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "toque.cli.main",
+                "data",
+                "push",
+                str(directory),
+                "--name",
+                name,
+                "--quiet",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return out.stdout.strip().splitlines()[-1]
+
+    def create_bucket(self, name: str) -> None:
+        client = self.client()
         existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
         if name not in existing:
             client.create_bucket(Bucket=name)
