@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 
 .PHONY: all venv tools crds crds-check lint test test-unit test-e2e test-kind up down clean \
-	bench bench-data lock
+	bench bench-data bench-serve lock
 
 all: test
 
@@ -57,7 +57,7 @@ test-kind: venv
 	$(VENV)/bin/pytest -q -m kind tests/kind
 
 # Benchmarks write their results under bench/results/.
-bench: bench-data
+bench: bench-data bench-serve
 
 # dvc lives in its own virtualenv: its aiobotocore pins clash with our boto3.
 $(VENV)-bench/bin/dvc:
@@ -67,6 +67,11 @@ $(VENV)-bench/bin/dvc:
 bench-data: venv tools $(VENV)-bench/bin/dvc
 	TOQUE_TOOLS_BIN=$$(bash hack/build-tools.sh) PATH="$(CURDIR)/$(VENV)-bench/bin:$$PATH" \
 	  $(PY) bench/data_push.py --out bench/results/data-push.md
+
+# `toque serve` vs `mlflow models serve` under wrk (installed from Debian when missing).
+bench-serve: venv
+	@command -v wrk >/dev/null || apt-get install -y wrk
+	$(PY) bench/serve.py --out bench/results/serve.md
 
 up: venv tools
 	TOQUE_TOOLS_BIN=$$(bash hack/build-tools.sh) $(VENV)/bin/toque-local up

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes control plane (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl), etcd, kwok, helm and the MinIO server from Go modules at pinned versions into a
-# cache outside the repository, one directory per tool keyed by its version. A second run with
-# the same pins costs nothing. Called by the Makefile (`make tools`, `make test`, `make up`).
-# Prints, on its last line, a directory with every binary (symlinks into the per-tool caches).
+# kube-scheduler, kubectl), etcd, kwok, helm, the MinIO server and Prometheus (with promtool)
+# from Go modules at pinned versions into a cache outside the repository, one directory per tool
+# keyed by its version; it also copies the Gateway API's standard-channel CRDs out of their Go
+# module. A second run with the same pins costs nothing. Called by the Makefile (`make tools`,
+# `make test`, `make up`). Prints, on its last line, a directory with every binary (symlinks
+# into the per-tool caches) and `gateway-api-crds`, a directory of CRD manifests.
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.34.4}"
@@ -13,6 +15,9 @@ HELM_VERSION="${HELM_VERSION:-v3.19.0}"
 # MinIO publishes RELEASE.* tags that are not semver; the module proxy serves commits as
 # pseudo-versions. This one is the newest community commit the proxy listed (2026-02-12).
 MINIO_VERSION="${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
+# Prometheus 3.x tags its Go module v0.3XX.Y (v0.316.0 is Prometheus 3.16.0).
+PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
+GATEWAY_API_VERSION="${GATEWAY_API_VERSION:-v1.4.1}"
 CACHE_ROOT="${TOQUE_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/toque/tools}"
 command -v go >/dev/null || {
   echo "[build-tools] Go >= 1.24 is needed to build the control plane (no Go on PATH)" >&2
@@ -103,6 +108,28 @@ build_minio() {
       "github.com/minio/minio@${MINIO_VERSION}" >&2 )
 }
 
+build_prometheus() {
+  local out="$1" work="$2" v="${PROMETHEUS_VERSION#v0.}"
+  local release="3.${v#3}" p=github.com/prometheus/prometheus
+  log "building prometheus ${PROMETHEUS_VERSION} (cold: about 5 minutes on 2 cores)"
+  # Only Kubernetes service discovery is compiled in (the build tags of plugins/*.go): the
+  # cloud SDKs of the others would double the build. Without the `builtinassets` tag the web UI
+  # is not embedded; the HTTP API, which is all the tests and the operator use, is unaffected.
+  ( cd "$work" && GOBIN="$out" go install -trimpath -tags remove_all_sd,enable_kubernetes_sd \
+      -ldflags "-s -w -X github.com/prometheus/common/version.Version=${release}" \
+      "$p/cmd/prometheus@${PROMETHEUS_VERSION}" "$p/cmd/promtool@${PROMETHEUS_VERSION}" >&2 )
+}
+
+# Not a binary: the standard-channel CRD manifests (HTTPRoute, Gateway, GatewayClass,
+# ReferenceGrant, ...) from the module's config/crd/standard, for `kubectl apply -f DIR`.
+build_gateway-api() {
+  local out="$1" work="$2" dir
+  dir="$(cd "$work" && go mod download -json "sigs.k8s.io/gateway-api@${GATEWAY_API_VERSION}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+  mkdir -p "$out/gateway-api-crds"
+  install -m 0644 "$dir"/config/crd/standard/*.yaml "$out/gateway-api-crds/"
+}
+
 # ensure TOOL VERSION BINARIES...: build into $CACHE_ROOT/TOOL-VERSION-PLATFORM once.
 ensure() {
   local tool="$1" version="$2"
@@ -121,11 +148,13 @@ ensure() {
     rm -rf "$dir" && mv "$dir.partial" "$dir" && touch "$dir/.complete"
   fi
   local b
-  for b in "$@"; do ln -sf "$dir/$b" "$BIN/$b"; done
+  # -n: replace a link to a directory (gateway-api-crds) instead of linking inside it.
+  for b in "$@"; do ln -sfn "$dir/$b" "$BIN/$b"; done
 }
 
 KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}"
-KEY="${KEY}_minio-${MINIO_VERSION:0:21}_${PLATFORM}"
+KEY="${KEY}_minio-${MINIO_VERSION:0:21}_prometheus-${PROMETHEUS_VERSION}"
+KEY="${KEY}_gateway-api-${GATEWAY_API_VERSION}_${PLATFORM}"
 BIN="$CACHE_ROOT/bin/$KEY"
 mkdir -p "$BIN"
 ensure etcd "$ETCD_VERSION" etcd
@@ -133,4 +162,6 @@ ensure kwok "$KWOK_VERSION" kwok
 ensure k8s "$K8S_VERSION" kube-apiserver kube-controller-manager kube-scheduler kubectl
 ensure helm "$HELM_VERSION" helm
 ensure minio "$MINIO_VERSION" minio
+ensure prometheus "$PROMETHEUS_VERSION" prometheus promtool
+ensure gateway-api "$GATEWAY_API_VERSION" gateway-api-crds
 echo "$BIN"

@@ -41,13 +41,17 @@ def operator(
     operator_identity: pathlib.Path,
     minio: services.Minio,
     mlflow_server: services.Mlflow,
+    prometheus: services.Prometheus,
 ) -> Iterator[operator_process.Operator]:
-    """The operator, configured as the chart would: MLflow, S3 and the credentials Secret."""
+    """The operator, configured as the chart would: MLflow, S3, the credentials Secret and
+    the Prometheus that canary analysis asks (short windows: it scrapes every second)."""
     settings = {
         "TOQUE_MLFLOW_TRACKING_URI": mlflow_server.uri,
         "TOQUE_S3_ENDPOINT": minio.endpoint,
         "TOQUE_DATA_BUCKET": "toque-data",
         "TOQUE_CREDENTIALS_SECRET": CREDENTIALS_SECRET,
+        "TOQUE_PROMETHEUS_URL": prometheus.url,
+        "TOQUE_ANALYSIS_MIN_WINDOW": "5",
     }
     op = operator_process.Operator(
         cluster, operator_identity, runtime_image="toque-runtime:test", env=settings
@@ -84,3 +88,25 @@ def namespace(cluster: local.LocalCluster, minio: services.Minio) -> Iterator[st
     )
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def prometheus(
+    tmp_path_factory: pytest.TempPathFactory, cluster: local.LocalCluster
+) -> Iterator[services.Prometheus]:
+    """Prometheus discovering the cluster's pods (admin kubeconfig), scraping every 1s the
+    Running pods annotated ``prometheus.io/scrape: "true"`` (job ``toque-serving``; series
+    labelled ``namespace``, ``pod`` and ``toque_model``). ``.url`` is the HTTP API."""
+    binaries = local.find_binaries(("prometheus", "promtool"))
+    server = services.Prometheus(
+        workdir=tmp_path_factory.mktemp("prometheus"),
+        binary=binaries["prometheus"],
+        promtool=binaries["promtool"],
+        kubeconfig=cluster.kubeconfig,
+        scrape_interval="1s",
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

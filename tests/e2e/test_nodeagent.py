@@ -7,6 +7,7 @@ enforces, selects ``toque.dev/local-exec=true`` and tolerates that node's taint.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import sys
 import time
@@ -160,7 +161,8 @@ def test_pod_runs_and_reports_its_termination_message(
     assert state["reason"] == "Completed"
     # `python` resolved to this virtualenv; workingDir became a per-pod directory.
     assert state["message"] == f"prefix={sys.prefix} cwd=workspace_app"
-    assert obj["status"]["podIP"].startswith("127.")
+    # Routable (EndpointSlices refuse loopback) when the agent may add addresses to lo.
+    assert not obj["status"]["podIP"].startswith("127.") or os.geteuid() != 0
     assert obj["status"]["hostIP"] == "127.0.0.1"
     assert obj["status"]["containerStatuses"][0]["containerID"].startswith("toque-local://")
     assert "hello from the pod" in pod_log(cluster, obj, "main")
@@ -263,7 +265,7 @@ def test_pods_get_their_own_addresses_and_readiness_follows_the_probe(
     a = wait_pod(cluster, namespace, "web-a", phase_is("Running"), "to run")
     b = wait_pod(cluster, namespace, "web-b", phase_is("Running"), "to run")
     ips = [a["status"]["podIP"], b["status"]["podIP"]]
-    assert len(set(ips)) == 2 and all(ip.startswith("127.") for ip in ips)
+    assert len(set(ips)) == 2
 
     def serving(ip: str) -> bool:
         with urllib.request.urlopen(f"http://{ip}:8080/", timeout=5) as reply:

@@ -124,7 +124,7 @@ def test_example_trains_tracks_gates_and_promotes(
     mlflow.set_tracking_uri(mlflow_server.uri)
     os.environ.update(minio.env())
     local_copy = mlflow.artifacts.download_artifacts(artifact_uri=status["modelUri"])
-    assert digest.tree_digest(pathlib.Path(local_copy)) == status["modelDigest"]
+    assert digest.model_digest(pathlib.Path(local_copy)) == status["modelDigest"]
 
 
 @pytest.mark.usefixtures("operator")

@@ -203,11 +203,12 @@ def test_a_restarted_agent_recognises_pods_it_was_running() -> None:
     assert terminated["exitCode"] == 137
 
 
-def test_pod_addresses_are_sequential_and_never_reused() -> None:
-    ips = proc.IPAllocator()
-    assert [ips.allocate() for _ in range(3)] == ["127.1.0.1", "127.1.0.2", "127.1.0.3"]
-    late = proc.IPAllocator(first=(127 << 24) | (1 << 16) | 254)
-    assert [late.allocate() for _ in range(2)] == ["127.1.0.254", "127.1.1.1"]
+def test_loopback_pod_addresses_are_sequential_and_never_reused() -> None:
+    ips = proc.IPAllocator(routable=False)
+    got = [ips.allocate() for _ in range(256)]
+    assert got[:3] == ["127.1.0.1", "127.1.0.2", "127.1.0.3"]
+    assert got[253:255] == ["127.1.0.254", "127.1.1.1"]  # never .0 or .255
+    assert len(set(got)) == len(got)
 
 
 def test_signals_become_exit_codes_like_a_container_runtime() -> None:

@@ -62,6 +62,7 @@ KINDS: tuple[KindInfo, ...] = (
             ("Model", "string", ".spec.model", "Registered model name"),
             ("Version", "string", ".status.registry.version", "Registry version"),
             ("Phase", "string", ".status.phase", "Rollout phase"),
+            ("Step", "integer", ".status.currentStep", "Current rollout step"),
             ("Weight", "integer", ".status.canaryWeight", "Canary traffic percent"),
             ("Age", "date", ".metadata.creationTimestamp", ""),
         ),

@@ -46,6 +46,12 @@ class ModelSource(schema.KubeModel):
         pattern=r"^(models|runs|s3|mlflow-artifacts)://?\S+$",
         max_length=2048,
     )
+    model_digest: str | None = pydantic.Field(
+        default=None,
+        pattern=r"^sha256:[a-f0-9]{64}$",
+        description="Expected digest of the model files; the server refuses others. Taken "
+        "from the TrainingJob or the run's toque.model_digest tag when unset.",
+    )
 
 
 class ServingSpec(schema.KubeModel):
@@ -55,6 +61,12 @@ class ServingSpec(schema.KubeModel):
     image: str | None = pydantic.Field(default=None, min_length=1, max_length=512)
     port: int = pydantic.Field(default=8080, ge=1024, le=65535)
     resources: common.ComputeResources | None = None
+    env: list[common.EnvVar] | None = pydantic.Field(default=None, max_length=64)
+    node_selector: schema.StringMap | None = None
+    tolerations: list[common.Toleration] | None = pydantic.Field(default=None, max_length=64)
+    sample_rate: schema.Fraction | None = pydantic.Field(
+        default=None, description="Share of requests whose rows are logged to the data store."
+    )
 
 
 class PauseStep(schema.KubeModel):
@@ -170,11 +182,11 @@ class RegistryStatus(schema.KubeModel):
 
 
 class AnalysisRun(schema.KubeModel):
-    """Result of one analysis of one step."""
+    """Result of one check at one step; passed is None when inconclusive (no data)."""
 
     step: int
     check: str
-    passed: bool
+    passed: bool | None = None
     value: float | None = None
     message: str = ""
     time: dt.datetime
@@ -191,11 +203,33 @@ class ModelVersionStatus(schema.KubeModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     registry: RegistryStatus | None = None
+    model_uri: str | None = pydantic.Field(default=None, description="What the servers load.")
+    model_digest: str | None = None
+    run_id: str | None = None
     current_step: int | None = None
-    canary_weight: int | None = None
-    stable_version: str | None = None
+    step_started_at: dt.datetime | None = None
+    canary_weight: int | None = pydantic.Field(default=None, description="Weight asked for.")
+    actual_canary_weight: int | None = pydantic.Field(
+        default=None, description="Share of ready serving pods that are canary pods (percent)."
+    )
+    stable_version: str | None = pydantic.Field(
+        default=None, description="ModelVersion that serves the rest of the traffic."
+    )
+    previous: str | None = pydantic.Field(
+        default=None, description="ModelVersion this one replaced; a rollback returns to it."
+    )
+    promoted_at: dt.datetime | None = None
     steps_hash: str | None = None
-    analysis_runs: list[AnalysisRun] | None = None
+    last_analysis_at: dt.datetime | None = None
+    failure_counts: dict[str, int] | None = pydantic.Field(
+        default=None, description="Failed measurements per check in this rollout."
+    )
+    analysis_runs: list[AnalysisRun] | None = pydantic.Field(
+        default=None, max_length=200, description="The most recent measurements."
+    )
+    last_action: str | None = pydantic.Field(
+        default=None, description="The last toque.dev/action annotation value handled."
+    )
 
 
 class ModelVersion(schema.KubeModel):

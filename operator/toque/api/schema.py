@@ -105,3 +105,14 @@ class KubeModel(pydantic.BaseModel):
 def rules(*entries: dict[str, str]) -> dict[str, Any]:
     """``json_schema_extra`` carrying CEL rules for a model or a field."""
     return {"x-kubernetes-validations": list(entries)}
+
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration_seconds(text: str) -> float:
+    """Seconds in a ``Duration`` such as ``1m30s`` (already validated by the CRD pattern)."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"not a duration: {text!r}")
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))

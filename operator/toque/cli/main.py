@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from toque.cli import data_cmd, operator_cmd, train_cmd
+from toque.cli import data_cmd, operator_cmd, rollout_cmd, serve_cmd, train_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,6 +14,8 @@ def build_parser() -> argparse.ArgumentParser:
     operator_cmd.register(subs)
     data_cmd.register(subs)
     train_cmd.register(subs)
+    serve_cmd.register(subs)
+    rollout_cmd.register(subs)
     return parser
 
 

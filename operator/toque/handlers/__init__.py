@@ -3,6 +3,6 @@
 Importing this package registers every handler with kopf.
 """
 
-from toque.handlers import settings, trainingjob
+from toque.handlers import modelversion, settings, trainingjob
 
-__all__ = ["settings", "trainingjob"]
+__all__ = ["modelversion", "settings", "trainingjob"]

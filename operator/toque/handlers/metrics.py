@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+import typing
 from collections.abc import Iterator
 
 import prometheus_client
 from prometheus_client import core, registry
 
+from toque.api import modelversion as mv
 from toque.api import trainingjob as tj
 
 RECONCILES = prometheus_client.Counter(
@@ -27,9 +29,12 @@ DURATION = prometheus_client.Histogram(
 
 
 class _PhaseCollector(registry.Collector):
-    """``toque_trainingjobs{namespace,phase}`` from the last phase seen of each object."""
+    """``toque_<kind>s{namespace,phase}`` from the last phase seen of each object."""
 
-    def __init__(self) -> None:
+    def __init__(self, metric: str, help_: str, phases: tuple[str, ...]) -> None:
+        self._metric = metric
+        self._help = help_
+        self._phase_names = phases
         self._lock = threading.Lock()
         self._phases: dict[tuple[str, str], str] = {}
 
@@ -48,18 +53,20 @@ class _PhaseCollector(registry.Collector):
             return out
 
     def collect(self) -> Iterator[core.Metric]:
-        family = core.GaugeMetricFamily(
-            "toque_trainingjobs",
-            "TrainingJobs by namespace and phase.",
-            labels=["namespace", "phase"],
-        )
+        family = core.GaugeMetricFamily(self._metric, self._help, labels=["namespace", "phase"])
         counts = self.counts()
         namespaces = {ns for ns, _ in counts} or set()
         for ns in sorted(namespaces):
-            for phase in tj.PHASES:
+            for phase in self._phase_names:
                 family.add_metric([ns, phase], counts.get((ns, phase), 0))
         yield family
 
 
-TRAININGJOB_PHASES = _PhaseCollector()
+TRAININGJOB_PHASES = _PhaseCollector(
+    "toque_trainingjobs", "TrainingJobs by namespace and phase.", tj.PHASES
+)
 prometheus_client.REGISTRY.register(TRAININGJOB_PHASES)
+MODELVERSION_PHASES = _PhaseCollector(
+    "toque_modelversions", "ModelVersions by namespace and phase.", typing.get_args(mv.Phase)
+)
+prometheus_client.REGISTRY.register(MODELVERSION_PHASES)

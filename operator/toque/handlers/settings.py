@@ -16,10 +16,14 @@ from toque.api import constants
 def configure(**kwargs: Any) -> None:
     settings: kopf.OperatorSettings = kwargs["settings"]
     logger: logging.Logger = kwargs["logger"]
-    # kopf's bookkeeping goes to annotations, so status holds only our fields.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=constants.GROUP)
+    # kopf's bookkeeping goes to annotations, so status holds only our fields. Its own
+    # prefix, not toque.dev: kopf leaves every annotation under its prefix out of the diff,
+    # and the user's toque.dev/action annotation must trigger an update.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=constants.KOPF_PREFIX
+    )
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=constants.GROUP, key="last-handled-configuration"
+        prefix=constants.KOPF_PREFIX, key="last-handled-configuration"
     )
     settings.persistence.finalizer = f"{constants.GROUP}/finalizer"
     # Without server and client timeouts a watch can hang silently for hours (kopf #585).

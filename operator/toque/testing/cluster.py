@@ -156,6 +156,21 @@ def find_binaries(names: Sequence[str] = BINARIES) -> dict[str, pathlib.Path]:
     return found
 
 
+def gateway_api_crds() -> pathlib.Path:
+    """The directory of Gateway API standard-channel CRDs that hack/build-tools.sh provides.
+
+    Resolved: `kubectl apply -f` reads a symlink to a directory as a file and fails.
+    """
+    for directory in _on_path_dirs():
+        if (directory / "gateway-api-crds").is_dir():
+            return (directory / "gateway-api-crds").resolve()
+    script = REPO_ROOT / "hack" / "build-tools.sh"
+    if not script.exists():
+        raise ClusterError("no gateway-api-crds: set TOQUE_TOOLS_BIN")
+    result = subprocess.run(["bash", str(script)], check=True, capture_output=True, text=True)
+    return (pathlib.Path(result.stdout.strip().splitlines()[-1]) / "gateway-api-crds").resolve()
+
+
 def _kubeconfig(server: str, ca: pathlib.Path, pair: pki.KeyPair, user: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -426,6 +441,13 @@ class LocalCluster:
             "app.kubernetes.io/part-of=toque",
             "--timeout=60s",
         )
+
+    def install_gateway_api_crds(self, directory: pathlib.Path | None = None) -> None:
+        """Apply the Gateway API CRDs (HTTPRoute, Gateway, ...) and wait until they are served;
+        no controller implements them here, so routes are stored but route nothing."""
+        crds = str((directory or gateway_api_crds()).resolve())
+        self.kubectl("apply", "--server-side", "-f", crds)
+        self.kubectl("wait", "--for=condition=Established", "-f", crds, "--timeout=60s")
 
     def helm(self, *args: str) -> str:
         """Run the real helm against this cluster."""

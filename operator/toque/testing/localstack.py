@@ -2,8 +2,9 @@
 
 ``up`` starts the real control plane (etcd, kube-apiserver, controller-manager, scheduler),
 a local-execution node whose pods the node agent runs as real processes, a kwok GPU node,
-MinIO and the MLflow tracking server; installs Toque's CRDs and the chart's RBAC with the
-real helm and kubectl; starts the operator as its ServiceAccount; then runs the main example
+MinIO, the MLflow tracking server and Prometheus (scraping annotated pods); installs Toque's
+CRDs and the chart's RBAC with the real helm and kubectl; starts the operator as its
+ServiceAccount (``TOQUE_PROMETHEUS_URL`` set); then runs the main example
 end to end: push the breast-cancer dataset, ``kubectl apply -f examples/trainingjob.yaml``,
 a real pod trains the model, MLflow tracks it, the gate passes and a ModelVersion appears.
 Everything keeps running after ``up`` returns; ``down`` stops it. State lives in
@@ -55,13 +56,16 @@ def up(timeout: float) -> int:
     )
     minio = services.Minio(HOME / "minio", local.find_binaries(("minio",))["minio"], detached=True)
     mlflow = services.Mlflow(HOME / "mlflow", minio, detached=True)
+    prom_bin = local.find_binaries(("prometheus",))["prometheus"]
+    prometheus = services.Prometheus(HOME / "prometheus", prom_bin, c.kubeconfig, detached=True)
     op: operator_process.Operator | None = None
     try:
         _say("starting etcd, kube-apiserver, controller-manager, scheduler, node agent, kwok")
         c.start()
-        _say("starting MinIO and the MLflow tracking server")
+        _say("starting MinIO, the MLflow tracking server and Prometheus")
         minio.start()
         mlflow.start()
+        prometheus.start()
         c.install_crds(local.REPO_ROOT / "crds")
         identity = operator_process.install_rbac_and_kubeconfig(
             c, local.REPO_ROOT / "helm" / "toque"
@@ -75,6 +79,7 @@ def up(timeout: float) -> int:
                 "TOQUE_S3_ENDPOINT": minio.endpoint,
                 "TOQUE_DATA_BUCKET": "toque-data",
                 "TOQUE_CREDENTIALS_SECRET": CREDENTIALS_SECRET,
+                "TOQUE_PROMETHEUS_URL": prometheus.url,
             },
         )
         op.start()
@@ -82,6 +87,7 @@ def up(timeout: float) -> int:
         for name, proc in (
             ("minio", minio.process),
             ("mlflow", mlflow.process),
+            ("prometheus", prometheus.process),
             ("operator", op.process),
         ):
             pids[name] = proc.pid if proc else 0
@@ -92,6 +98,7 @@ def up(timeout: float) -> int:
                     "kubeconfig": str(c.kubeconfig),
                     "mlflow": mlflow.uri,
                     "s3": minio.endpoint,
+                    "prometheus": prometheus.url,
                     "metrics": op.metrics_url,
                 },
                 indent=2,
@@ -101,7 +108,7 @@ def up(timeout: float) -> int:
         run_example(c, minio, timeout)
     except BaseException:
         _say("start failed; stopping what was started (logs stay in " + str(HOME) + ")")
-        for part in (op, mlflow, minio):
+        for part in (op, prometheus, mlflow, minio):
             if part:
                 part.stop()
         c.stop(keep_workdir=True)
@@ -112,6 +119,7 @@ def up(timeout: float) -> int:
     print(f"  export PATH={c.binaries['kubectl'].parent}:$PATH   # kubectl and helm")
     print("  kubectl get tj,mv -A")
     print(f"  MLflow UI: {mlflow.uri}    operator metrics: {op.metrics_url if op else ''}")
+    print(f"  Prometheus API: {prometheus.url}")
     print("  stop everything with: make down")
     return 0
 

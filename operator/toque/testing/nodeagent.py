@@ -25,8 +25,10 @@ What it does, like a kubelet:
   HOME and TMPDIR are per-pod directories. Nothing else of the agent's own environment is
   passed on (no KUBECONFIG, no credentials): PATH, HOME, TMPDIR, HOSTNAME, the ``TOQUE_*``
   paths below and the pod spec's variables, which win;
-* each pod gets its own loopback address (127.1.0.1 upward, never reused in one agent run) as
-  ``status.podIP``; hostIP is 127.0.0.1;
+* each pod gets its own address as ``status.podIP``, never reused in one agent run: a /32 on
+  ``lo`` from a random 10.x/16 when the agent may add addresses (root or CAP_NET_ADMIN),
+  removed when the agent stops, else 127.1.0.1 upward (Kubernetes keeps loopback addresses
+  out of EndpointSlices, so Services then have no endpoints); hostIP is 127.0.0.1;
 * termination message: each container writes to the file named by
   ``TOQUE_TERMINATION_MESSAGE_PATH`` (its last 4096 bytes are kept); with
   ``FallbackToLogsOnError``, a failed container with an empty file gets its log's last 80
@@ -38,8 +40,7 @@ What it does, like a kubelet:
   a final status, then the delete is confirmed with gracePeriodSeconds=0. Finalizers (such as
   the Job controller's) are left to their owners;
 * a pod an earlier agent was running is marked Failed with reason NodeAgentRestarted (its
-  processes died with that agent) and is not run again. Addresses start again at 127.1.0.1
-  in a new agent.
+  processes died with that agent) and is not run again. A new agent draws new addresses.
 
 What it does NOT do:
 
@@ -356,7 +357,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    agent.run()
+    try:
+        agent.run()
+    finally:
+        agent.ctx.ips.release_all()
     return 0
 
 

@@ -1,5 +1,5 @@
 """Local processes for the test node agent: start one tied to the agent, signal its process
-group, read its output back, probe it, and give each pod its own loopback address.
+group, read its output back, probe it, and give each pod its own address.
 
 Called by ``nodeagent_pod.PodWorker`` (one thread per pod) for each container it runs.
 """
@@ -11,6 +11,8 @@ import ctypes
 import logging
 import os
 import pathlib
+import random
+import shutil
 import signal
 import socket
 import ssl
@@ -82,20 +84,74 @@ def read_tail(path: pathlib.Path, offset: int, limit: int) -> bytes:
 
 
 class IPAllocator:
-    """Hands out 127.1.0.1, 127.1.0.2, ... and never the same address twice in a run."""
+    """Hands out pod addresses, never the same one twice in a run.
 
-    def __init__(self, first: int = (127 << 24) | (1 << 16) | 1) -> None:
-        self._next = first
+    Kubernetes refuses loopback addresses in EndpointSlices, so Services would have no
+    endpoints with 127.x pod IPs. When the agent may add addresses to ``lo`` (root or
+    CAP_NET_ADMIN), pods get /32 addresses from a random /16 of 10.64.0.0/10, routed
+    locally like any address of this host, and removed again by ``release_all``. Otherwise
+    it falls back to 127.1.0.1 upward and says once that Services will have no endpoints.
+    """
+
+    def __init__(self, routable: bool = True, second_octet: int | None = None) -> None:
+        self._loopback_next = (127 << 24) | (1 << 16) | 1
+        octet = second_octet if second_octet is not None else random.randint(64, 127)
+        self._routable_next = (10 << 24) | (octet << 16) | 1
+        self._routable = routable and shutil.which("ip") is not None
+        self._added: list[str] = []
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _text(value: int) -> str:
+        return ".".join(str((value >> shift) & 0xFF) for shift in (24, 16, 8, 0))
+
+    @staticmethod
+    def _step(value: int) -> int:
+        while value & 0xFF in (0, 255):
+            value += 1
+        return value
 
     def allocate(self) -> str:
         with self._lock:
-            while self._next & 0xFF in (0, 255):
-                self._next += 1
-            if self._next >= (128 << 24):
+            if self._routable:
+                self._routable_next = self._step(self._routable_next)
+                address = self._text(self._routable_next)
+                self._routable_next += 1
+                if self._add(address):
+                    self._added.append(address)
+                    return address
+            self._loopback_next = self._step(self._loopback_next)
+            if self._loopback_next >= (128 << 24):
                 raise RuntimeError("the node agent ran out of 127.x addresses")
-            value, self._next = self._next, self._next + 1
-        return ".".join(str((value >> shift) & 0xFF) for shift in (24, 16, 8, 0))
+            value, self._loopback_next = self._loopback_next, self._loopback_next + 1
+        return self._text(value)
+
+    def _add(self, address: str) -> bool:
+        done = subprocess.run(
+            ["ip", "address", "add", f"{address}/32", "dev", "lo"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode == 0 or "File exists" in done.stderr:
+            return True
+        LOG.warning(
+            "cannot add pod addresses to lo (%s); using 127.x pod IPs, which Kubernetes "
+            "keeps out of EndpointSlices, so Services will have no endpoints",
+            done.stderr.strip(),
+        )
+        self._routable = False
+        return False
+
+    def release_all(self) -> None:
+        with self._lock:
+            added, self._added = self._added, []
+        for address in added:
+            subprocess.run(
+                ["ip", "address", "del", f"{address}/32", "dev", "lo"],
+                capture_output=True,
+                check=False,
+            )
 
 
 def container_port(port: int | str, container: dict[str, Any]) -> int:

@@ -1,9 +1,11 @@
-"""Real MinIO and MLflow tracking servers on loopback, for tests and the local stack.
+"""Real MinIO, MLflow tracking and Prometheus servers on loopback, for tests and the local stack.
 
 MinIO is the server built from its Go module by ``hack/build-tools.sh``; MLflow is
 ``mlflow server`` from the virtualenv, with a SQLite backend store and its artifacts in MinIO
-(the way a cluster runs it). Both are ``processes.Process`` children, so they die with their
-parent. Called by ``tests/conftest.py`` fixtures and ``toque-local``.
+(the way a cluster runs it); Prometheus, built by the same script, discovers the local
+cluster's pods through its Kubernetes API and scrapes those annotated ``prometheus.io/scrape``.
+All are ``processes.Process`` children, so they die with their parent. Called by the
+``tests/conftest.py`` and ``tests/e2e/conftest.py`` fixtures and ``toque-local``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import time
 import urllib.error
 import urllib.request
 from typing import Any
+
+import yaml
 
 from toque.testing import cluster as local
 from toque.testing import processes
@@ -190,6 +194,151 @@ class Mlflow:
             die_with_parent=not self.detached,
         )
         _wait_ok(self.process, f"{self.uri}/health", timeout)
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+            self.process = None
+
+
+# The conventional prometheus.io/* pod annotations (Prometheus' example Kubernetes config, the
+# community Helm chart), which Toque's serving pods carry: keep the annotated Running pods,
+# scrape <pod IP>:<port annotation><path annotation>, label the series with namespace and pod.
+_POD_RELABELING: list[dict[str, Any]] = [
+    {
+        "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
+        "action": "keep",
+        "regex": "true",
+    },
+    # Pending pods have no IP yet; finished ones left theirs behind.
+    {"source_labels": ["__meta_kubernetes_pod_phase"], "action": "keep", "regex": "Running"},
+    {
+        "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scheme"],
+        "regex": "(https?)",
+        "target_label": "__scheme__",
+    },
+    {
+        "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_path"],
+        "regex": "(.+)",
+        "target_label": "__metrics_path__",
+    },
+    {
+        "source_labels": [
+            "__meta_kubernetes_pod_ip",
+            "__meta_kubernetes_pod_annotation_prometheus_io_port",
+        ],
+        # IPv4 pod IPs only (the node agent hands out 127.x); IPv6 would need brackets.
+        "regex": r"([^:;]+);(\d+)",
+        "replacement": "$1:$2",
+        "target_label": "__address__",
+    },
+    {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+    {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+    {
+        "source_labels": ["__meta_kubernetes_pod_label_toque_dev_model"],
+        "regex": "(.+)",
+        "target_label": "toque_model",
+    },
+]
+SERVING_JOB = "toque-serving"
+
+
+@dataclasses.dataclass
+class Prometheus:
+    """A Prometheus server scraping the annotated pods of the cluster behind ``kubeconfig``.
+
+    Without a kubeconfig it scrapes only itself (job ``prometheus``), which is enough to test
+    a client. ``url`` is the HTTP API's base; ``promtool``, when given, checks the generated
+    configuration before the server starts.
+    """
+
+    workdir: pathlib.Path
+    binary: pathlib.Path
+    kubeconfig: pathlib.Path | None = None
+    scrape_interval: str = "1s"
+    evaluation_interval: str = "1s"
+    promtool: pathlib.Path | None = None
+    detached: bool = False
+    port: int = 0
+    process: processes.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def config_path(self) -> pathlib.Path:
+        return self.workdir / "prometheus.yml"
+
+    def config(self) -> dict[str, Any]:
+        """The generated ``prometheus.yml`` as a dict."""
+        jobs: list[dict[str, Any]] = [
+            {
+                "job_name": "prometheus",
+                "static_configs": [{"targets": [f"127.0.0.1:{self.port}"]}],
+            }
+        ]
+        if self.kubeconfig is not None:
+            jobs.append(
+                {
+                    "job_name": SERVING_JOB,
+                    # A serving pod's own `job`/`instance` labels must not override ours.
+                    "honor_labels": False,
+                    "kubernetes_sd_configs": [
+                        {"role": "pod", "kubeconfig_file": str(self.kubeconfig)}
+                    ],
+                    "relabel_configs": _POD_RELABELING,
+                }
+            )
+        return {
+            "global": {
+                "scrape_interval": self.scrape_interval,
+                "scrape_timeout": self.scrape_interval,
+                "evaluation_interval": self.evaluation_interval,
+            },
+            "scrape_configs": jobs,
+        }
+
+    def check_config(self) -> str:
+        """``promtool check config`` on the written file; raises ``ServiceError`` if invalid."""
+        if self.promtool is None:
+            raise ServiceError("no promtool given")
+        result = subprocess.run(
+            [str(self.promtool), "check", "config", str(self.config_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if result.returncode != 0:
+            raise ServiceError(
+                f"promtool rejected {self.config_path}:\n{result.stdout}{result.stderr}"
+            )
+        return result.stdout
+
+    def start(self, timeout: float = 60) -> None:
+        self.port = self.port or local.free_port()
+        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        if self.promtool is not None:
+            self.check_config()
+        self.process = processes.Process(
+            "prometheus",
+            [
+                str(self.binary),
+                f"--config.file={self.config_path}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                "--storage.tsdb.retention.time=1d",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                # /-/reload after rewriting the file; /-/quit.
+                "--web.enable-lifecycle",
+                "--log.level=info",
+            ],
+            self.workdir / "logs" / "prometheus.log",
+            env=dict(os.environ),
+            cwd=self.workdir,
+            die_with_parent=not self.detached,
+        )
+        _wait_ok(self.process, f"{self.url}/-/ready", timeout)
 
     def stop(self) -> None:
         if self.process:

@@ -223,6 +223,9 @@ def train(entrypoint: str) -> Outcome:
         for path, artifact_path in ctx._artifacts:
             client.log_artifact(run_id, str(path), artifact_path)
         model_uri, model_digest = _log_model(run, result, workdir)
+        if model_digest:
+            client.set_tag(run_id, "toque.model_digest", model_digest)
+        _log_feature_bins(client, run_id, result, workdir)
         status = "FINISHED"
     finally:
         mlflow.end_run(status=status)
@@ -259,6 +262,33 @@ def _log_batch(
         client.log_batch(run_id, metrics=metrics[i : i + 100], params=param_list[i : i + 100])
 
 
+def _features(result: context.Result) -> Any:
+    """The model-input columns of the validation frame, or ``None``."""
+    if result.validation is None or not result.label_column:
+        return None
+    columns = result.feature_columns or [
+        c for c in result.validation.columns if c != result.label_column
+    ]
+    return result.validation[columns]
+
+
+def _log_feature_bins(
+    client: Any, run_id: str, result: context.Result, workdir: pathlib.Path
+) -> None:
+    """``toque/feature-bins.json``: the model server's per-feature histogram buckets."""
+    features = _features(result)
+    if result.model is None or features is None:
+        return
+    from toque.serving import bins
+
+    try:
+        path = bins.write_bins(features, workdir / "toque-bins")
+    except Exception as error:  # drift histograms are a nicety, not worth failing the run
+        LOG.warning("no feature bins: %s", error)
+        return
+    client.log_artifact(run_id, str(path), bins.ARTIFACT_DIR)
+
+
 def _log_model(
     run: spec.RunSpec, result: context.Result, workdir: pathlib.Path
 ) -> tuple[str | None, str | None]:
@@ -268,13 +298,10 @@ def _log_model(
 
     flavor = run.model.flavor if run.model else "sklearn"
     signature = None
-    if result.validation is not None and result.label_column:
+    features = _features(result)
+    if features is not None:
         from mlflow.models import infer_signature
 
-        features = result.validation[
-            result.feature_columns
-            or [c for c in result.validation.columns if c != result.label_column]
-        ]
         try:
             signature = infer_signature(features, result.model.predict(features))
         except Exception as error:  # a signature is a nicety, not worth failing the run
@@ -303,7 +330,7 @@ def _log_model(
             artifact_uri=info.model_uri, dst_path=str(workdir / "model-check")
         )
     )
-    return str(info.model_uri), digest.tree_digest(local)
+    return str(info.model_uri), digest.model_digest(local)
 
 
 def _gate_metrics(run: spec.RunSpec) -> set[str]:

@@ -1,0 +1,234 @@
+"""Canary analysis: the PromQL each check runs and how its answer becomes pass/fail. Pure.
+
+``reconcile.modelversion`` asks for an analysis when one is due; ``handlers.modelversion``
+runs the ``queries`` against Prometheus and hands the raw samples back to ``evaluate``. A
+check with no data (no traffic yet, a series not scraped yet) is inconclusive: it neither
+passes nor counts as a failure, so a quiet canary waits instead of being promoted blind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import operator
+import re
+from collections.abc import Callable, Mapping, Sequence
+
+from toque.api import modelversion as mv
+
+ERROR_RATE = "error-rate"
+P99_LATENCY = "p99-latency"
+PREDICTION_SHIFT = "prediction-shift"
+
+_COMPARATORS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+_CONDITION = re.compile(r"^result\s*(<=|>=|==|!=|<|>)\s*(-?[0-9.]+(?:e-?[0-9]+)?)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Whose metrics to compare: the canary's version against the stable's."""
+
+    namespace: str
+    model: str
+    canary_version: str
+    stable_version: str | None
+    window_seconds: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    labels: Mapping[str, str]
+    value: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One named check: its queries (by role) and its failure limit."""
+
+    name: str
+    queries: Mapping[str, str]
+    failure_limit: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    check: str
+    passed: bool | None  # None: inconclusive
+    value: float | None
+    message: str
+
+
+def _selector(t: Target, version: str) -> str:
+    return (
+        f'namespace="{_quote(t.namespace)}",model="{_quote(t.model)}",version="{_quote(version)}"'
+    )
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def checks(analysis: mv.Analysis, target: Target) -> list[Check]:
+    """Every check the spec asks for, built-ins first."""
+    builtins = analysis.builtins or mv.BuiltinChecks()
+    w = f"{target.window_seconds}s"
+    canary = _selector(target, target.canary_version)
+    out: list[Check] = []
+    if builtins.max_error_rate is not None:
+        # `or vector(0)`: no 5xx series at all means no errors, not no data.
+        errors = f'sum(rate(toque_serving_requests_total{{{canary},code=~"5.."}}[{w}]))'
+        total = f"sum(rate(toque_serving_requests_total{{{canary}}}[{w}]))"
+        out.append(
+            Check(
+                ERROR_RATE, {"value": f"({errors} or vector(0)) / {total}"}, analysis.failure_limit
+            )
+        )
+    if builtins.max_p99_latency_ms is not None:
+        query = (
+            "1000 * histogram_quantile(0.99, sum by (le) "
+            f"(rate(toque_serving_request_duration_seconds_bucket{{{canary}}}[{w}])))"
+        )
+        out.append(Check(P99_LATENCY, {"value": query}, analysis.failure_limit))
+    if builtins.max_prediction_shift is not None and target.stable_version:
+        stable = _selector(target, target.stable_version)
+        queries = {}
+        for role, sel in (("canary", canary), ("stable", stable)):
+            queries[f"{role}-classes"] = (
+                f"sum by (class) (increase(toque_serving_predictions_total{{{sel}}}[{w}]))"
+            )
+            queries[f"{role}-buckets"] = (
+                f"sum by (le) (increase(toque_serving_prediction_value_bucket{{{sel}}}[{w}]))"
+            )
+        out.append(Check(PREDICTION_SHIFT, queries, analysis.failure_limit))
+    for metric in analysis.metrics or []:
+        limit = metric.failure_limit if metric.failure_limit is not None else analysis.failure_limit
+        out.append(Check(metric.name, {"value": render(metric.query, target)}, limit))
+    return out
+
+
+def render(query: str, target: Target) -> str:
+    """User queries may name the rollout's parties instead of hard-coding versions."""
+    values = {
+        "namespace": target.namespace,
+        "model": target.model,
+        "canary": target.canary_version,
+        "stable": target.stable_version or "",
+        "window": f"{target.window_seconds}s",
+    }
+    for key, value in values.items():
+        query = query.replace("{{" + key + "}}", value)
+    return query
+
+
+def _scalar(samples: Sequence[Sample]) -> tuple[float | None, str]:
+    if not samples:
+        return None, "no data"
+    if len(samples) > 1:
+        return math.nan, f"query returned {len(samples)} series, expected one"
+    value = samples[0].value
+    if math.isnan(value):
+        return None, "no data (NaN)"
+    return value, ""
+
+
+def evaluate(
+    check: Check,
+    results: Mapping[str, Sequence[Sample]],
+    analysis: mv.Analysis,
+) -> Outcome:
+    """Pass, fail or inconclusive for one check from its query results."""
+    builtins = analysis.builtins or mv.BuiltinChecks()
+    if check.name == PREDICTION_SHIFT:
+        return _shift(check, results, builtins.max_prediction_shift or 0.0)
+    value, problem = _scalar(results.get("value", []))
+    if value is None:
+        return Outcome(check.name, None, None, problem)
+    if math.isnan(value):
+        return Outcome(check.name, False, None, problem)
+    if check.name == ERROR_RATE and builtins.max_error_rate is not None:
+        ok = value <= builtins.max_error_rate
+        return Outcome(
+            check.name, ok, value, f"error rate {value:.4f} (max {builtins.max_error_rate})"
+        )
+    if check.name == P99_LATENCY and builtins.max_p99_latency_ms is not None:
+        ok = value <= builtins.max_p99_latency_ms
+        return Outcome(
+            check.name, ok, value, f"p99 {value:.1f} ms (max {builtins.max_p99_latency_ms} ms)"
+        )
+    metric = next((m for m in analysis.metrics or [] if m.name == check.name), None)
+    if metric is None:
+        return Outcome(check.name, None, value, "unknown check")
+    ok = satisfies(metric.success_condition, value)
+    verdict = "meets" if ok else "fails"
+    return Outcome(check.name, ok, value, f"{value:g} {verdict} {metric.success_condition!r}")
+
+
+def satisfies(condition: str, value: float) -> bool:
+    """``result < 0.05`` and friends; the CRD pattern already admitted only these shapes."""
+    match = _CONDITION.match(condition.strip())
+    if not match:
+        raise ValueError(f"unsupported successCondition {condition!r}")
+    return _COMPARATORS[match.group(1)](value, float(match.group(2)))
+
+
+def _distribution(results: Mapping[str, Sequence[Sample]], role: str) -> dict[str, float]:
+    classes = {s.labels.get("class", ""): s.value for s in results.get(f"{role}-classes", [])}
+    classes = {k: v for k, v in classes.items() if not math.isnan(v) and v > 0}
+    if classes:
+        return classes
+    # Regressors: cumulative histogram buckets → per-bin counts.
+    buckets = sorted(
+        ((_le(s.labels.get("le", "+Inf")), s.value) for s in results.get(f"{role}-buckets", [])),
+        key=lambda item: item[0],
+    )
+    out: dict[str, float] = {}
+    previous = 0.0
+    for edge, cumulative in buckets:
+        if math.isnan(cumulative):
+            continue
+        out[str(edge)] = max(cumulative - previous, 0.0)
+        previous = max(previous, cumulative)
+    return {k: v for k, v in out.items() if v > 0}
+
+
+def _le(text: str) -> float:
+    return math.inf if text in ("+Inf", "Inf") else float(text)
+
+
+def js_distance(p: Mapping[str, float], q: Mapping[str, float]) -> float:
+    """Jensen-Shannon distance (base 2, so 0..1) of two count distributions."""
+    keys = set(p) | set(q)
+    sp, sq = sum(p.values()), sum(q.values())
+    if sp <= 0 or sq <= 0:
+        raise ValueError("empty distribution")
+    divergence = 0.0
+    for k in keys:
+        a, b = p.get(k, 0.0) / sp, q.get(k, 0.0) / sq
+        m = (a + b) / 2
+        if a > 0:
+            divergence += 0.5 * a * math.log2(a / m)
+        if b > 0:
+            divergence += 0.5 * b * math.log2(b / m)
+    return math.sqrt(max(divergence, 0.0))
+
+
+def _shift(check: Check, results: Mapping[str, Sequence[Sample]], limit: float) -> Outcome:
+    canary = _distribution(results, "canary")
+    stable = _distribution(results, "stable")
+    if not canary or not stable:
+        side = "canary" if not canary else "stable"
+        return Outcome(check.name, None, None, f"no predictions from the {side} yet")
+    value = js_distance(canary, stable)
+    return Outcome(
+        check.name,
+        value <= limit,
+        value,
+        f"Jensen-Shannon distance {value:.3f} of canary vs stable predictions (max {limit})",
+    )

@@ -1,0 +1,393 @@
+"""The model server's ASGI application: routes, body limit, prediction, health, metrics.
+
+A plain ASGI callable rather than a framework: the prediction path parses with orjson,
+predicts on a numpy matrix and answers with one ``send`` of a pre-sized body, which is what
+lets one worker out-run ``mlflow models serve`` several times. Endpoints: Open Inference
+Protocol v2 (``/v2/...``), MLflow's ``/invocations``, ``/healthz``, ``/readyz`` (503 while
+draining), ``/metrics``. Built by ``toque.serving.server``, which drives draining.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import logging
+import pathlib
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+import orjson
+from prometheus_client import exposition
+
+from toque.serving import metrics, model, payload, sampler, signature
+
+LOG = logging.getLogger("toque.serve")
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+JSON = [(b"content-type", b"application/json")]
+_DTYPES = {"f": "FP64", "i": "INT64", "u": "UINT64", "b": "BOOL", "U": "BYTES", "O": "BYTES"}
+OUTPUTS = ("predict", "predict_proba")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    model_name: str
+    version: str
+    digest: str
+    max_body_bytes: int = 8 << 20
+    sample_rate: float = 0.01
+    sample_bucket: str | None = None
+    peers_dir: pathlib.Path | None = None  # set with several workers
+    sample_batch_rows: int = 1000
+    sample_interval_s: float = 30.0
+
+
+class BodyTooLargeError(Exception):
+    pass
+
+
+class App:
+    def __init__(
+        self,
+        settings: Settings,
+        predictor: model.Predictor,
+        feature_bins: dict[str, dict[str, Any]],
+    ) -> None:
+        self.settings = settings
+        self.predictor = predictor
+        self.ready = False
+        self.draining = False
+        schema = predictor.schema
+        self.columns = (
+            schema.names
+            if schema and schema.named
+            else [f"f{i}" for i in range(schema.width if schema else 0)]
+        )
+        self.metrics = metrics.Metrics(
+            _layout(settings, predictor, feature_bins, self.columns), settings.peers_dir
+        )
+        self.registry = metrics.registry_for(self.metrics)
+        self.sampler: sampler.Sampler | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._publisher: asyncio.Task[None] | None = None
+        self._drop_lock = threading.Lock()
+        self._metadata = orjson.dumps(self._model_metadata())
+
+    # ASGI -----------------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await asyncio.get_running_loop().run_in_executor(None, self.shutdown)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def startup(self) -> None:
+        s = self.settings
+        if s.sample_bucket and s.sample_rate > 0:
+            self.sampler = sampler.Sampler(
+                s.sample_bucket,
+                s.model_name,
+                s.version,
+                s.sample_rate,
+                self.columns,
+                self._sampler_dropped,
+                batch_rows=s.sample_batch_rows,
+                interval_s=s.sample_interval_s,
+            )
+            self.sampler.start()
+        else:
+            LOG.info("no --sample-bucket (or rate 0): inputs are not sampled")
+        if not self.predictor.numeric:
+            # pyfunc models need not be thread-safe: one thread, and the loop stays free.
+            self._executor = concurrent.futures.ThreadPoolExecutor(1, "toque-predict")
+        if s.peers_dir is not None:
+            self._publisher = asyncio.get_running_loop().create_task(self._publish())
+        self.ready = True
+
+    def shutdown(self) -> None:
+        self.ready = False
+        if self.sampler is not None:
+            self.sampler.stop()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        self.metrics.publish()
+
+    def _sampler_dropped(self, rows: int) -> None:
+        # Called from the request thread (queue full) and the writer thread (upload failed).
+        with self._drop_lock:
+            self.metrics.sampler_dropped += rows
+
+    async def _publish(self) -> None:
+        while True:
+            with contextlib.suppress(OSError):
+                self.metrics.publish()
+            await asyncio.sleep(1.0)
+
+    # HTTP -----------------------------------------------------------------------------------
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if method == "POST":
+            endpoint = self._predict_endpoint(path)
+            if endpoint is None:
+                await _send(send, 404, _error(f"no such endpoint: POST {path}"))
+                return
+            started = time.perf_counter()
+            status, body = await self._predict(endpoint, scope, receive)
+            await _send(send, status, body)
+            self.metrics.request(endpoint, status, time.perf_counter() - started)
+            return
+        if method not in ("GET", "HEAD"):
+            await _send(send, 405, _error(f"method {method} not allowed"))
+            return
+        await self._get(path, send)
+
+    async def _get(self, path: str, send: Send) -> None:
+        ok = self.ready and not self.draining
+        name = self.settings.model_name
+        if path in ("/healthz", "/v2/health/live", "/ping", "/health"):
+            await _send(send, 200, b'{"status":"ok"}')
+        elif path in (
+            "/readyz",
+            "/v2/health/ready",
+            f"/v2/models/{name}/ready",
+            f"/v2/models/{name}/versions/{self.settings.version}/ready",
+        ):
+            await _send(send, 200 if ok else 503, b'{"ready":%s}' % (b"true" if ok else b"false"))
+        elif path == "/metrics":
+            text = exposition.generate_latest(self.registry)
+            await _send(
+                send, 200, text, [(b"content-type", exposition.CONTENT_TYPE_LATEST.encode())]
+            )
+        elif path in (f"/v2/models/{name}", f"/v2/models/{name}/versions/{self.settings.version}"):
+            await _send(send, 200, self._metadata)
+        elif path == "/v2":
+            await _send(
+                send, 200, orjson.dumps({"name": "toque", "version": "2", "extensions": []})
+            )
+        elif path.startswith("/v2/models/"):
+            await _send(send, 404, _error(f"model {path.split('/')[3]!r} is not served here"))
+        else:
+            await _send(send, 404, _error(f"no such endpoint: GET {path}"))
+
+    def _predict_endpoint(self, path: str) -> str | None:
+        if path == "/invocations":
+            return "invocations"
+        name, version = self.settings.model_name, self.settings.version
+        if path in (f"/v2/models/{name}/infer", f"/v2/models/{name}/versions/{version}/infer"):
+            return "infer"
+        return None
+
+    async def _predict(self, endpoint: str, scope: Scope, receive: Receive) -> tuple[int, bytes]:
+        try:
+            body = await self._body(scope, receive)
+            for key, value in scope["headers"]:
+                if key == b"content-type" and b"json" not in value:
+                    raise payload.PayloadError(
+                        f"content type {value.decode(errors='replace')} is not supported; "
+                        "send application/json",
+                        415,
+                    )
+            predictor = self.predictor
+            parse = payload.parse_invocations if endpoint == "invocations" else payload.parse_infer
+            batch = parse(body, predictor.schema, predictor.numeric)
+            unknown = [o for o in batch.outputs if o not in OUTPUTS]
+            want_proba = "predict_proba" in batch.outputs
+            if unknown or (want_proba and not self._has_proba()):
+                raise payload.PayloadError(
+                    f"unknown output(s) {unknown or ['predict_proba']}; this model offers "
+                    f"{list(OUTPUTS) if self._has_proba() else ['predict']}"
+                )
+            inputs = batch.matrix if predictor.numeric else batch.frame
+            if self._executor is None:
+                result = predictor.predict(inputs, want_proba)
+            else:
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(self._executor, predictor.predict, inputs)
+        except BodyTooLargeError:
+            return 413, _error(f"request body exceeds {self.settings.max_body_bytes} bytes")
+        except payload.PayloadError as error:
+            return error.status, _error(str(error))
+        except Exception as error:
+            if type(error).__name__ == "MlflowException" and "INVALID_PARAMETER_VALUE" in str(
+                getattr(error, "error_code", "")
+            ):
+                return 400, _error(str(error))
+            LOG.exception("prediction failed")
+            return 500, _error(f"prediction failed: {type(error).__name__}: {error}")
+        self.metrics.batch(
+            inputs,
+            batch.rows,
+            result.class_index,
+            None if result.class_index is not None else result.values,
+        )
+        if self.sampler is not None:
+            self.sampler.offer(inputs, result.values, batch.rows)
+        if endpoint == "invocations":
+            return 200, _dumps({"predictions": result.values})
+        outputs = [
+            {
+                "name": "predict",
+                "datatype": _datatype(result.values),
+                "shape": [len(result.values)],
+                "data": result.values,
+            }
+        ]
+        if want_proba and result.proba is not None:
+            outputs.append(
+                {
+                    "name": "predict_proba",
+                    "datatype": "FP64",
+                    "shape": list(result.proba.shape),
+                    "data": result.proba.ravel(),
+                }
+            )
+        return 200, _dumps(
+            {
+                "model_name": self.settings.model_name,
+                "model_version": self.settings.version,
+                "outputs": outputs,
+            }
+        )
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.settings.max_body_bytes
+        for key, value in scope["headers"]:
+            if key == b"content-length" and value.isdigit() and int(value) > limit:
+                raise BodyTooLargeError
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLargeError
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _has_proba(self) -> bool:
+        compiled = self.predictor.compiled
+        return compiled is not None and compiled.is_classifier
+
+    def _model_metadata(self) -> dict[str, Any]:
+        schema = self.predictor.schema
+        if schema and schema.named:
+            inputs = [
+                {
+                    "name": c.name,
+                    "datatype": signature.OIP_TYPES.get(c.type, "BYTES"),
+                    "shape": [-1],
+                }
+                for c in schema.columns
+            ]
+        else:
+            inputs = [
+                {
+                    "name": "input-0",
+                    "datatype": "FP64",
+                    "shape": [-1, schema.width if schema else -1],
+                }
+            ]
+        outputs: list[dict[str, Any]] = [{"name": "predict", "datatype": "FP64", "shape": [-1]}]
+        compiled = self.predictor.compiled
+        if compiled is not None and compiled.classes is not None:
+            outputs[0]["datatype"] = _datatype(compiled.classes)
+            outputs.append(
+                {"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(compiled.classes)]}
+            )
+        return {
+            "name": self.settings.model_name,
+            "versions": [self.settings.version],
+            "platform": "toque",
+            "inputs": inputs,
+            "outputs": outputs,
+        }
+
+
+def _layout(
+    settings: Settings,
+    predictor: model.Predictor,
+    feature_bins: dict[str, dict[str, Any]],
+    columns: list[str],
+) -> metrics.Layout:
+    position = {name: i for i, name in enumerate(columns)}
+    numeric, categorical = [], []
+    for name, spec in feature_bins.items():
+        if name not in position:
+            continue
+        if spec.get("kind") == "numeric" and spec.get("edges"):
+            numeric.append((name, position[name], [float(e) for e in spec["edges"]]))
+        elif spec.get("kind") == "categorical":
+            categorical.append((name, position[name], [str(c) for c in spec["categories"]]))
+    compiled = predictor.compiled
+    labels = value_edges = None
+    if compiled is not None and compiled.classes is not None:
+        labels = [str(c) for c in compiled.classes.tolist()]
+    elif compiled is not None:
+        # Regressor: bucket predictions by the quantiles of what its leaves can output.
+        leaves = compiled.leaf_value[compiled.children[0::2] == np.arange(compiled.feature.size), 0]
+        value_edges = np.unique(np.quantile(leaves, np.linspace(0, 1, 11))).tolist()
+    return metrics.Layout(
+        settings.model_name,
+        settings.version,
+        settings.digest,
+        numeric,
+        categorical,
+        value_edges,
+        labels,
+    )
+
+
+def _datatype(values: Any) -> str:
+    return _DTYPES.get(np.asarray(values).dtype.kind, "BYTES")
+
+
+def _dumps(document: Any) -> bytes:
+    try:
+        return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:  # object arrays (strings, mixed): plain lists
+        return orjson.dumps(_plain(document))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _error(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+async def _send(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*(headers or JSON), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,145 @@
+"""Sampled inputs and predictions → Parquet files in the data store, off the request path.
+
+The request thread only draws which rows to keep and ``put_nowait``s them on a bounded
+queue; when the queue is full the rows are dropped and counted. A daemon thread collects
+rows and writes one file per ``batch_rows`` rows or ``interval_s`` seconds to
+``s3://<bucket>/serving-samples/<model>/<version>/<yyyy-mm-dd>/<uuid>.parquet``. Called by
+``toque.serving.app``; the drift monitor reads the files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import io
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+LOG = logging.getLogger("toque.serve.sampler")
+PREFIX = "serving-samples"
+
+
+def s3_client() -> Any:
+    import boto3
+    import botocore.config
+
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=os.environ.get("TOQUE_S3_ENDPOINT") or None,
+        region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        config=botocore.config.Config(
+            connect_timeout=5,
+            read_timeout=20,
+            retries={"max_attempts": 3, "mode": "standard"},
+            s3={"addressing_style": "path"},
+        ),
+    )
+
+
+class Sampler:
+    def __init__(
+        self,
+        bucket: str,
+        model: str,
+        version: str,
+        rate: float,
+        columns: list[str],
+        on_drop: Callable[[int], None],
+        batch_rows: int = 1000,
+        interval_s: float = 30.0,
+        max_queued: int = 1000,
+        client_factory: Callable[[], Any] = s3_client,
+    ) -> None:
+        self.bucket, self.model, self.version, self.rate = bucket, model, version, rate
+        self.columns = columns
+        self.on_drop = on_drop
+        self.batch_rows, self.interval_s = batch_rows, interval_s
+        self.files_written = 0
+        self._queue: queue.Queue[tuple[Any, Any, float] | None] = queue.Queue(max_queued)
+        self._rng = np.random.default_rng()
+        self._client_factory = client_factory
+        self._thread = threading.Thread(target=self._run, name="toque-sampler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def offer(self, inputs: Any, predictions: Any, rows: int) -> None:
+        """Request thread: keep each row with probability ``rate``; never blocks."""
+        if rows == 0:
+            return
+        keep = self._rng.random(rows) < self.rate
+        if not keep.any():
+            return
+        picked = inputs[keep] if isinstance(inputs, np.ndarray) else inputs.loc[keep]
+        try:
+            self._queue.put_nowait((picked, np.asarray(predictions)[keep], time.time()))
+        except queue.Full:
+            self.on_drop(int(keep.sum()))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Flush what is buffered (best effort within ``timeout``)."""
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            return
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        client: Any = None
+        buffer: list[tuple[Any, Any, float]] = []
+        rows, started = 0, time.monotonic()
+        while True:
+            item: Any = ()  # nothing arrived: only check the flush clock
+            wait = max(0.05, started + self.interval_s - time.monotonic())
+            with contextlib.suppress(queue.Empty):
+                item = self._queue.get(timeout=wait)
+            last = item is None
+            if item:
+                buffer.append(item)
+                rows += len(item[1])
+            if buffer and (
+                last or rows >= self.batch_rows or time.monotonic() - started >= self.interval_s
+            ):
+                try:
+                    client = client or self._client_factory()
+                    self._write(client, buffer)
+                except Exception as error:  # never let the writer die; count the loss
+                    LOG.warning("could not write %d sampled rows: %s", rows, error)
+                    self.on_drop(rows)
+                buffer, rows = [], 0
+            if not buffer:
+                started = time.monotonic()
+            if last:
+                return
+
+    def _write(self, client: Any, buffer: list[tuple[Any, Any, float]]) -> None:
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        frames = []
+        for inputs, predictions, at in buffer:
+            frame = (
+                pd.DataFrame(inputs, columns=self.columns)
+                if isinstance(inputs, np.ndarray)
+                else inputs.reset_index(drop=True).copy()
+            )
+            frame["prediction"] = predictions if predictions.ndim == 1 else list(predictions)
+            frame["timestamp"] = pd.Timestamp(at, unit="s", tz="UTC")
+            frames.append(frame)
+        table = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
+        sink = io.BytesIO()
+        pq.write_table(table, sink)
+        day = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+        key = f"{PREFIX}/{self.model}/{self.version}/{day}/{uuid.uuid4().hex}.parquet"
+        client.put_object(Bucket=self.bucket, Key=key, Body=sink.getvalue())
+        self.files_written += 1
+        LOG.info("wrote %d sampled rows to s3://%s/%s", table.num_rows, self.bucket, key)

@@ -1,0 +1,189 @@
+"""``toque serve`` end to end: fetch and verify the model, then serve it until SIGTERM.
+
+Nothing listens before the model is verified: a digest mismatch or a missing model exits
+``exitcodes.PERMANENT`` (3), an unreachable MLflow/MinIO ``exitcodes.TRANSIENT`` (75) after
+retrying. Shutdown is graceful the way Kubernetes needs it: the first SIGTERM turns
+``/readyz`` to 503 while requests are still served for ``drain_s`` (endpoints catch up),
+then the listener closes, in-flight requests finish and the process exits 0; a second
+signal exits at once. With ``workers > 1`` the parent binds the socket and forks workers
+that share it. Called by ``toque.cli.serve_cmd``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import pathlib
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Generator
+from types import FrameType
+
+import uvicorn
+
+from toque.serving import app, model
+from toque.trainer import exitcodes, retry
+
+LOG = logging.getLogger("toque.serve")
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    model_uri: str
+    model_name: str
+    version: str
+    expected_digest: str | None = None
+    host: str = "0.0.0.0"
+    port: int = 8080
+    workers: int = 1
+    max_body_bytes: int = 8 << 20
+    sample_rate: float = 0.01
+    sample_bucket: str | None = None
+    drain_s: float = 5.0
+    dependency_timeout_s: float = 60.0
+    sample_batch_rows: int = 1000
+    sample_interval_s: float = 30.0
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, but SIGTERM first drains (readyz 503) and the exit status stays 0."""
+
+    def __init__(self, config: uvicorn.Config, application: app.App, drain_s: float) -> None:
+        super().__init__(config)
+        self.application = application
+        self.drain_s = drain_s
+        self._timer: threading.Timer | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.application.draining or self.drain_s <= 0:
+            if self.should_exit:
+                self.force_exit = True
+            self.should_exit = True
+            return
+        LOG.info(
+            "signal %d: draining for %.1fs, then finishing in-flight requests", sig, self.drain_s
+        )
+        self.application.draining = True
+        self._timer = threading.Timer(self.drain_s, lambda: setattr(self, "should_exit", True))
+        self._timer.daemon = True
+        self._timer.start()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # uvicorn re-raises the signal after shutdown (exit status 143); a drained, orderly
+        # stop is a success, so keep our handlers and do not re-raise.
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _loop() -> str:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def _http() -> str:
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    return "httptools"
+
+
+def serve(options: Options) -> int:
+    # Our retry loop decides how long to wait for MLflow; its client should fail fast.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    try:
+        fetched = model.fetch(
+            options.model_uri, options.expected_digest, options.dependency_timeout_s
+        )
+        predictor = model.load(fetched.path)
+    except model.ModelRejectedError as error:
+        LOG.error("%s", error)
+        return exitcodes.PERMANENT
+    except retry.DependencyDownError as error:
+        LOG.error("dependency unavailable: %s", error)
+        return exitcodes.TRANSIENT
+    if not options.expected_digest:
+        LOG.warning("no --expected-digest: serving %s unverified", fetched.digest)
+    LOG.info(
+        "model %s version %s (%s) verified", options.model_name, options.version, fetched.digest
+    )
+    peers = pathlib.Path(tempfile.mkdtemp(prefix="toque-metrics-")) if options.workers > 1 else None
+    settings = app.Settings(
+        model_name=options.model_name,
+        version=options.version,
+        digest=fetched.digest,
+        max_body_bytes=options.max_body_bytes,
+        sample_rate=options.sample_rate,
+        sample_bucket=options.sample_bucket,
+        peers_dir=peers,
+        sample_batch_rows=options.sample_batch_rows,
+        sample_interval_s=options.sample_interval_s,
+    )
+    application = app.App(settings, predictor, fetched.bins)
+    config = uvicorn.Config(
+        application,
+        host=options.host,
+        port=options.port,
+        loop=_loop(),
+        http=_http(),
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=30,
+        backlog=2048,
+        timeout_keep_alive=30,
+    )
+    if options.workers <= 1:
+        DrainingServer(config, application, options.drain_s).run()
+        return exitcodes.OK
+    return _prefork(config, application, options)
+
+
+def _prefork(config: uvicorn.Config, application: app.App, options: Options) -> int:
+    """Parent: bind, fork workers sharing the socket, forward signals, reap them."""
+    sock = config.bind_socket()
+    children: list[int] = []
+    for _ in range(options.workers):
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                DrainingServer(config, application, options.drain_s).run(sockets=[sock])
+            except BaseException:
+                LOG.exception("worker failed")
+                code = 1
+            finally:
+                sys.stdout.flush()
+                os._exit(code)
+        children.append(pid)
+
+    def forward(sig: int, frame: FrameType | None) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, sig)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    status = exitcodes.OK
+    for child in children:
+        _, code = os.waitpid(child, 0)
+        if os.waitstatus_to_exitcode(code) != 0:
+            status = exitcodes.USER_CODE_FAILED
+    sock.close()
+    return status

@@ -1,0 +1,124 @@
+"""Canary analysis: the PromQL each check sends and how answers become verdicts."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from toque.api import modelversion as mv
+from toque.reconcile import analysis as an
+
+TARGET = an.Target("ns", "iris", canary_version="2", stable_version="1", window_seconds=30)
+
+
+def spec(**kwargs: object) -> mv.Analysis:
+    return mv.Analysis.model_validate(kwargs)
+
+
+def sample(value: float, **labels: str) -> an.Sample:
+    return an.Sample(labels=labels, value=value)
+
+
+def test_builtins_query_only_the_canary_version_of_this_model_in_this_namespace() -> None:
+    checks = an.checks(
+        spec(builtins={"maxErrorRate": 0.01, "maxP99LatencyMs": 50, "maxPredictionShift": 0.2}),
+        TARGET,
+    )
+    assert [c.name for c in checks] == [an.ERROR_RATE, an.P99_LATENCY, an.PREDICTION_SHIFT]
+    error_rate = checks[0].queries["value"]
+    assert 'namespace="ns",model="iris",version="2"' in error_rate
+    assert 'code=~"5.."' in error_rate and "or vector(0)" in error_rate and "[30s]" in error_rate
+    shift = checks[2].queries
+    assert 'version="1"' in shift["stable-classes"] and 'version="2"' in shift["canary-classes"]
+
+
+def test_default_builtins_check_the_error_rate_only() -> None:
+    assert [c.name for c in an.checks(spec(), TARGET)] == [an.ERROR_RATE]
+
+
+def test_user_queries_get_the_rollout_parties_filled_in() -> None:
+    analysis = spec(
+        metrics=[
+            {
+                "name": "confidence",
+                "query": 'avg(x{version="{{canary}}",namespace="{{namespace}}"}[{{window}}])',
+                "successCondition": "result >= 0.9",
+                "failureLimit": 2,
+            }
+        ]
+    )
+    check = an.checks(analysis, TARGET)[-1]
+    assert check.queries["value"] == 'avg(x{version="2",namespace="ns"}[30s])'
+    assert check.failure_limit == 2
+    good = an.evaluate(check, {"value": [sample(0.95)]}, analysis)
+    bad = an.evaluate(check, {"value": [sample(0.5)]}, analysis)
+    assert good.passed is True and bad.passed is False and "0.5" in bad.message
+
+
+def test_error_rate_verdicts_and_no_traffic_is_inconclusive() -> None:
+    analysis = spec(builtins={"maxErrorRate": 0.05})
+    (check,) = an.checks(analysis, TARGET)
+    assert an.evaluate(check, {"value": [sample(0.01)]}, analysis).passed is True
+    failed = an.evaluate(check, {"value": [sample(0.2)]}, analysis)
+    assert failed.passed is False and failed.value == pytest.approx(0.2)
+    assert an.evaluate(check, {"value": []}, analysis).passed is None
+    assert an.evaluate(check, {"value": [sample(math.nan)]}, analysis).passed is None
+
+
+def test_a_query_answering_several_series_fails_with_a_clear_message() -> None:
+    analysis = spec(metrics=[{"name": "m", "query": "x", "successCondition": "result < 1"}])
+    check = an.checks(analysis, TARGET)[-1]
+    out = an.evaluate(check, {"value": [sample(0), sample(0)]}, analysis)
+    assert out.passed is False and "2 series" in out.message
+
+
+def test_prediction_shift_compares_class_distributions() -> None:
+    analysis = spec(builtins={"maxErrorRate": None, "maxPredictionShift": 0.2})
+    (check,) = an.checks(analysis, TARGET)
+    same = {
+        "canary-classes": [sample(50, **{"class": "0"}), sample(50, **{"class": "1"})],
+        "stable-classes": [sample(500, **{"class": "0"}), sample(480, **{"class": "1"})],
+    }
+    assert an.evaluate(check, same, analysis).passed is True
+    flipped = {
+        "canary-classes": [sample(95, **{"class": "0"}), sample(5, **{"class": "1"})],
+        "stable-classes": [sample(10, **{"class": "0"}), sample(90, **{"class": "1"})],
+    }
+    out = an.evaluate(check, flipped, analysis)
+    assert out.passed is False and out.value is not None and out.value > 0.5
+    assert an.evaluate(check, {"stable-classes": same["stable-classes"]}, analysis).passed is None
+
+
+def test_prediction_shift_of_regressors_uses_histogram_buckets() -> None:
+    analysis = spec(builtins={"maxErrorRate": None, "maxPredictionShift": 0.1})
+    (check,) = an.checks(analysis, TARGET)
+
+    def buckets(*cumulative: float) -> list[an.Sample]:
+        edges = ["1", "2", "+Inf"]
+        return [sample(v, le=e) for v, e in zip(cumulative, edges, strict=True)]
+
+    out = an.evaluate(
+        check,
+        {"canary-buckets": buckets(10, 20, 30), "stable-buckets": buckets(10, 20, 30)},
+        analysis,
+    )
+    assert out.passed is True and out.value == pytest.approx(0.0)
+
+
+def test_js_distance_bounds() -> None:
+    assert an.js_distance({"a": 1}, {"a": 5}) == pytest.approx(0.0)
+    assert an.js_distance({"a": 1}, {"b": 1}) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("condition", "value", "expected"),
+    [
+        ("result < 0.05", 0.01, True),
+        ("result>=1", 0.5, False),
+        ("result == -2", -2, True),
+        ("result != 3e-2", 0.03, False),
+    ],
+)
+def test_success_conditions(condition: str, value: float, expected: bool) -> None:
+    assert an.satisfies(condition, value) is expected
