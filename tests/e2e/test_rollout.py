@@ -246,6 +246,9 @@ def test_canary_promotes_a_good_version_and_rolls_back_a_broken_one(
     v1 = wait_phase(cluster, ns, names["v1"], "Promoted")
     assert v1["registry"]["version"] == "1"
     assert registry.alias_version(model, "champion") == "1"
+    lineage = registry.version_tags(model, "1")
+    assert lineage["toque.model_digest"] == v1["modelDigest"]
+    assert lineage["toque.modelversion"] == f"{ns}/{names['v1']}"
     service = get(cluster, ns, "service", model)
     assert service["spec"]["selector"]["toque.dev/traffic"] == "on"
 
@@ -387,3 +390,28 @@ def test_the_http_route_the_operator_builds_is_valid_gateway_api(
         ("m-v2-server", 10),
     ]
     assert created["metadata"]["name"] == serving.service_name("Fraud.Model_v2")
+
+
+def test_a_model_whose_files_do_not_match_the_record_is_never_served(
+    cluster: local.LocalCluster,
+    operator: operator_process.Operator,
+    namespace: str,
+    logged: Logged,
+) -> None:
+    model = f"tampered-{namespace}"
+    doc = modelversion(f"{model}-v1", model, logged.runs["v1"])
+    doc["spec"]["source"]["modelDigest"] = "sha256:" + "0" * 64
+    apply(cluster, namespace, doc)
+    failed = wait_phase(cluster, namespace, f"{model}-v1", "Failed", timeout=120)
+    assert "digest mismatch" in failed["message"]
+    assert "sha256:" + "0" * 64 in failed["message"]
+    slices = get(cluster, namespace, "endpointslices", "-l", f"kubernetes.io/service-name={model}")
+    ready = [
+        e
+        for item in (slices or {"items": []})["items"]
+        for e in item.get("endpoints") or []
+        if (e.get("conditions") or {}).get("ready")
+    ]
+    assert ready == []
+    deployment = get(cluster, namespace, "deployment", f"{model}-v1-server")
+    assert deployment["spec"]["replicas"] == 0

@@ -13,6 +13,7 @@ import secrets
 from typing import Any
 
 import kubernetes
+import urllib3
 from kubernetes.client import exceptions as kube_exceptions
 
 from toque.api import constants
@@ -48,7 +49,8 @@ def is_transient(error: Exception) -> bool:
     """Errors worth a retry: conflicts, throttling, server-side and connection trouble."""
     if isinstance(error, ApiException):
         return error.status in (0, 409, 429) or error.status >= 500
-    return isinstance(error, OSError)
+    # urllib3 wraps a refused connection in MaxRetryError, which is not an OSError.
+    return isinstance(error, OSError | urllib3.exceptions.HTTPError)
 
 
 @dataclasses.dataclass

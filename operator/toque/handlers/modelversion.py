@@ -153,16 +153,22 @@ def _register(
             assert resolved is not None
             tags["toque.trainingjob"] = f"{namespace}/{source['trainingJob']}"
         elif source.get("runId"):
-            run_tags = registry.run_tags(source["runId"])
-            digest = source.get("modelDigest") or run_tags.get(DIGEST_TAG)
+            digest = source.get("modelDigest") or registry.run_tags(source["runId"]).get(DIGEST_TAG)
             resolved = decide.Source(f"runs:/{source['runId']}/model", source["runId"], digest)
         else:
             resolved = decide.Source(str(source.get("modelUri")), None, source.get("modelDigest"))
+        if resolved.run_id:
+            # The run's lineage (dataset digests, code revision, image) travels with the
+            # version, so the registry alone answers "what was this trained on".
+            lineage = registry.run_tags(resolved.run_id)
+            tags = {**{k: v for k, v in lineage.items() if k.startswith("toque.")}, **tags}
         if resolved.digest:
             tags[DIGEST_TAG] = resolved.digest
         number = registry.register(
             model, resolved.model_uri, resolved.run_id, tags, owner_uid=version.uid
         )
+    except mlflow_registry.RegistryNotFoundError as error:
+        return dataclasses.replace(version, error=f"not in MLflow: {error}")
     except mlflow_registry.RegistryRejectedError as error:
         return dataclasses.replace(version, error=f"the MLflow registry refused it: {error}")
     except mlflow_registry.RegistryUnavailableError as error:
@@ -276,12 +282,12 @@ def _act(
 def _retrying(namespace: str, name: str, model: str, logger: Any, retry: int) -> None:
     try:
         plan = reconcile_model(namespace, model, logger)
-    except (kube.ApiException, mlflow_registry.RegistryUnavailableError) as error:
-        if isinstance(error, kube.ApiException) and not kube.is_transient(error):
-            raise
-        raise kopf.TemporaryError(f"retrying: {error}", delay=5) from error
-    except OSError as error:
-        raise kopf.TemporaryError(f"API server unreachable: {error}", delay=5) from error
+    except mlflow_registry.RegistryUnavailableError as error:
+        raise kopf.TemporaryError(f"MLflow unreachable: {error}", delay=10) from error
+    except Exception as error:
+        if kube.is_transient(error):
+            raise kopf.TemporaryError(f"API server: {error}", delay=5) from error
+        raise
     phase = (plan.statuses.get(name) or {}).get("phase")
     if phase in decide.UNSETTLED:
         delay = plan.requeue_after or decide.QUEUE_POLL_SECONDS

@@ -14,13 +14,16 @@ Everything keeps running after ``up`` returns; ``down`` stops it. State lives in
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import pathlib
 import shutil
 import sys
 import time
+import urllib.request
 
+from toque.resources import serving
 from toque.testing import cluster as local
 from toque.testing import operator_process, processes, services
 
@@ -117,7 +120,7 @@ def up(timeout: float) -> int:
     _say(f"done in {time.monotonic() - started:.0f}s. Use the stack with:")
     print(f"  export KUBECONFIG={c.kubeconfig}")
     print(f"  export PATH={c.binaries['kubectl'].parent}:$PATH   # kubectl and helm")
-    print("  kubectl get tj,mv -A")
+    print("  kubectl get tj,mv,deploy,svc,endpointslices -n " + DEMO_NAMESPACE)
     print(f"  MLflow UI: {mlflow.uri}    operator metrics: {op.metrics_url if op else ''}")
     print(f"  Prometheus API: {prometheus.url}")
     print("  stop everything with: make down")
@@ -175,6 +178,57 @@ def run_example(c: local.LocalCluster, minio: services.Minio, timeout: float) ->
             f"gate: {'pass' if result['passed'] else 'FAIL'} {result['rule']} ({result['message']})"
         )
     _say(f"ModelVersion: {status.get('modelVersion', 'none')}")
+    if status.get("modelVersion"):
+        serve_example(c, str(status["modelVersion"]), data / "breast_cancer.csv", timeout)
+
+
+def serve_example(c: local.LocalCluster, name: str, table: pathlib.Path, timeout: float) -> None:
+    """The ModelVersion goes live (the model's first version: no canary), then one request
+    goes to a ready endpoint of the model's Service, as kube-proxy would send it."""
+    seen: set[str] = set()
+
+    def promoted() -> dict[str, object] | None:
+        obj = c.kubectl_json("get", "modelversion", name, "-n", DEMO_NAMESPACE)
+        status = obj.get("status", {})
+        phase = status.get("phase")
+        if phase and phase not in seen:
+            seen.add(phase)
+            _say(f"ModelVersion {name}: {phase} — {status.get('message', '')}")
+        if phase in ("Failed", "RolledBack", "Aborted"):
+            raise local.ClusterError(f"ModelVersion {name} ended {phase}: {status.get('message')}")
+        return obj if phase == "Promoted" else None
+
+    obj = c.wait_for(promoted, timeout, f"ModelVersion {name} to go live", interval=0.5)
+    model = str(obj["spec"]["model"])
+    service = serving.service_name(model)
+    slices = c.kubectl_json(
+        "get", "endpointslices", "-n", DEMO_NAMESPACE, "-l", f"kubernetes.io/service-name={service}"
+    )
+    endpoints = [
+        f"{address}:{port['port']}"
+        for item in slices["items"]
+        for port in item.get("ports") or []
+        for endpoint in item.get("endpoints") or []
+        if (endpoint.get("conditions") or {}).get("ready")
+        for address in endpoint["addresses"]
+    ]
+    if not endpoints:
+        raise local.ClusterError(f"Service {service} has no ready endpoints")
+    base = f"http://{endpoints[0]}"
+    with urllib.request.urlopen(f"{base}/v2/models/{model}", timeout=10) as reply:
+        columns = [i["name"] for i in json.loads(reply.read())["inputs"]]
+    with table.open() as handle:
+        row = next(iter(csv.DictReader(handle)))
+    body = {"dataframe_split": {"columns": columns, "data": [[float(row[k]) for k in columns]]}}
+    request = urllib.request.Request(
+        f"{base}/invocations",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        answer = json.loads(reply.read())
+    _say(f"Service {service}: {len(endpoints)} ready endpoints {endpoints}")
+    _say(f"POST {base}/invocations (first CSV row) → {answer} (label was {row['target']})")
 
 
 def down() -> int:

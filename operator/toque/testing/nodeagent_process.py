@@ -17,6 +17,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -95,11 +96,15 @@ class IPAllocator:
 
     def __init__(self, routable: bool = True, second_octet: int | None = None) -> None:
         self._loopback_next = (127 << 24) | (1 << 16) | 1
+        # A random start, so agents running side by side (tests beside `make up`) rarely meet.
         octet = second_octet if second_octet is not None else random.randint(64, 127)
-        self._routable_next = (10 << 24) | (octet << 16) | 1
+        third = 0 if second_octet is not None else random.randint(0, 255)
+        self._routable_next = (10 << 24) | (octet << 16) | (third << 8) | 1
         self._routable = routable and shutil.which("ip") is not None
         self._added: list[str] = []
         self._lock = threading.Lock()
+        if self._routable:
+            reap_dead_agents()
 
     @staticmethod
     def _text(value: int) -> str:
@@ -113,45 +118,78 @@ class IPAllocator:
 
     def allocate(self) -> str:
         with self._lock:
-            if self._routable:
+            for _ in range(1024) if self._routable else ():
                 self._routable_next = self._step(self._routable_next)
                 address = self._text(self._routable_next)
                 self._routable_next += 1
-                if self._add(address):
+                added = self._add(address)
+                if added:
                     self._added.append(address)
                     return address
+                if added is None:
+                    break
             self._loopback_next = self._step(self._loopback_next)
             if self._loopback_next >= (128 << 24):
                 raise RuntimeError("the node agent ran out of 127.x addresses")
             value, self._loopback_next = self._loopback_next, self._loopback_next + 1
         return self._text(value)
 
-    def _add(self, address: str) -> bool:
+    def _add(self, address: str) -> bool | None:
+        """True when added; False when it is already there (another agent's, or one a
+        killed agent left behind: not ours to share); None when we may not add any."""
         done = subprocess.run(
             ["ip", "address", "add", f"{address}/32", "dev", "lo"],
             capture_output=True,
             text=True,
             check=False,
         )
-        if done.returncode == 0 or "File exists" in done.stderr:
+        if done.returncode == 0:
+            with (ADDRESS_RECORDS / str(os.getpid())).open("a") as record:
+                record.write(address + "\n")
             return True
+        if "exists" in done.stderr or "already assigned" in done.stderr:
+            return False
         LOG.warning(
             "cannot add pod addresses to lo (%s); using 127.x pod IPs, which Kubernetes "
             "keeps out of EndpointSlices, so Services will have no endpoints",
             done.stderr.strip(),
         )
         self._routable = False
-        return False
+        return None
 
     def release_all(self) -> None:
         with self._lock:
             added, self._added = self._added, []
-        for address in added:
-            subprocess.run(
-                ["ip", "address", "del", f"{address}/32", "dev", "lo"],
-                capture_output=True,
-                check=False,
-            )
+        _delete(added)
+        (ADDRESS_RECORDS / str(os.getpid())).unlink(missing_ok=True)
+
+
+# Each agent lists the addresses it added under its pid, so the next agent removes those of
+# an agent that was killed before it could (SIGKILL, its parent killed).
+ADDRESS_RECORDS = pathlib.Path(tempfile.gettempdir()) / "toque-pod-addresses"
+
+
+def _delete(addresses: Sequence[str]) -> None:
+    for address in addresses:
+        subprocess.run(
+            ["ip", "address", "del", f"{address}/32", "dev", "lo"],
+            capture_output=True,
+            check=False,
+        )
+
+
+def reap_dead_agents() -> None:
+    ADDRESS_RECORDS.mkdir(exist_ok=True)
+    for record in ADDRESS_RECORDS.iterdir():
+        try:
+            os.kill(int(record.name), 0)
+            continue  # alive
+        except ProcessLookupError:
+            pass
+        except (ValueError, PermissionError):
+            continue
+        _delete(record.read_text().split())
+        record.unlink(missing_ok=True)
 
 
 def container_port(port: int | str, container: dict[str, Any]) -> int:
