@@ -67,6 +67,9 @@ def log_model(
     from toque.trainer import digest
 
     mlflow.set_tracking_uri(tracking_uri)
+    # Artifacts beside the database: the default would be ./mlruns in the caller's directory.
+    experiment = mlflow.create_experiment("bench", artifact_location=str(workdir / "artifacts"))
+    mlflow.set_experiment(experiment_id=experiment)
     x, y = load_breast_cancer(return_X_y=True, as_frame=True)
     model = RandomForestClassifier(n_estimators=50, random_state=0).fit(x, y)
     with mlflow.start_run() as run:
