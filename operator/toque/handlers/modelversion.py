@@ -85,16 +85,11 @@ def _registry() -> mlflow_registry.Registry | None:
     return mlflow_registry.Registry(uri) if uri else None
 
 
-def _owned(objects: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
-    return [
-        o
-        for o in objects
-        if (
-            (o["metadata"].get("annotations") or {}).get(constants.ANNOTATION_MODELVERSION_NAME)
-            or _owner(o)
-        )
-        == name
-    ]
+def _pods_of(pods: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """A version's pods, by the annotation its pod template sets (their owner is a
+    ReplicaSet, and the label value may be a hashed, shortened name)."""
+    key = constants.ANNOTATION_MODELVERSION_NAME
+    return [p for p in pods if (p["metadata"].get("annotations") or {}).get(key) == name]
 
 
 def _owner(obj: dict[str, Any]) -> str | None:
@@ -125,7 +120,7 @@ def _observe(
         status=status,
         annotations=meta.get("annotations") or {},
         deployment=deployment,
-        pods=_owned(pods, name),
+        pods=_pods_of(pods, name),
     )
     registered = (status.get("registry") or {}).get("version")
     if registered or status.get("phase") in decide.TERMINAL:
