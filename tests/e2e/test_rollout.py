@@ -135,7 +135,11 @@ def modelversion(name: str, model: str, run_id: str) -> dict[str, Any]:
                 "steps": STEPS,
                 "analysis": {
                     "interval": "3s",
-                    "builtins": {"maxErrorRate": 0.05, "maxP99LatencyMs": 2000},
+                    "builtins": {
+                        "maxErrorRate": 0.05,
+                        "maxP99LatencyMs": 2000,
+                        "maxPredictionShift": 0.5,
+                    },
                 },
             },
         },
@@ -220,7 +224,10 @@ def wait_phase(
             raise AssertionError(f"{name} failed: {s}")
         return s if s.get("phase") == phase else None
 
-    result: dict[str, Any] = wait(cluster, reached, f"{name} to reach {phase}", timeout)
+    try:
+        result: dict[str, Any] = wait(cluster, reached, f"{name} to reach {phase}", timeout)
+    except local.ClusterError as error:
+        raise AssertionError(f"{error}\nlast status: {status(cluster, ns, name)}") from error
     return result
 
 
@@ -283,6 +290,8 @@ def test_canary_promotes_a_good_version_and_rolls_back_a_broken_one(
         assert after_restart["stepsHash"] == before["stepsHash"]
         v2 = wait_phase(cluster, ns, names["v2"], "Promoted")
         assert 10 in weights and 50 in weights, weights
+        measured = {r["check"] for r in v2["analysisRuns"] if r.get("passed") is True}
+        assert measured == {"error-rate", "p99-latency", "prediction-shift"}, v2["analysisRuns"]
         assert v2["previous"] == names["v1"]
         assert registry.alias_version(model, "champion") == v2["registry"]["version"]
         v1 = status(cluster, ns, names["v1"])

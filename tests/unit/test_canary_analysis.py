@@ -31,6 +31,15 @@ def test_builtins_query_only_the_canary_version_of_this_model_in_this_namespace(
     assert 'code=~"5.."' in error_rate and "or vector(0)" in error_rate and "[30s]" in error_rate
     shift = checks[2].queries
     assert 'version="1"' in shift["stable-classes"] and 'version="2"' in shift["canary-classes"]
+    assert "[30s]" in shift["stable-classes"]
+
+
+def test_the_stables_reference_reaches_back_past_the_canarys_window() -> None:
+    """At weight 100 the stable takes no traffic: its earlier predictions are the reference."""
+    target = an.Target("ns", "iris", "2", "1", window_seconds=30, stable_window_seconds=900)
+    (check,) = an.checks(spec(builtins={"maxErrorRate": None, "maxPredictionShift": 0.2}), target)
+    assert "[900s]" in check.queries["stable-classes"]
+    assert "[30s]" in check.queries["canary-classes"]
 
 
 def test_default_builtins_check_the_error_rate_only() -> None:

@@ -40,6 +40,9 @@ class Target:
     canary_version: str
     stable_version: str | None
     window_seconds: int
+    # The stable's reference predictions reach further back: at weight 100 it takes no
+    # traffic, and its distribution from before the canary is the one to compare with.
+    stable_window_seconds: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,12 +102,13 @@ def checks(analysis: mv.Analysis, target: Target) -> list[Check]:
     if builtins.max_prediction_shift is not None and target.stable_version:
         stable = _selector(target, target.stable_version)
         queries = {}
-        for role, sel in (("canary", canary), ("stable", stable)):
+        stable_w = f"{max(target.stable_window_seconds or 0, target.window_seconds)}s"
+        for role, sel, span in (("canary", canary, w), ("stable", stable, stable_w)):
             queries[f"{role}-classes"] = (
-                f"sum by (class) (increase(toque_serving_predictions_total{{{sel}}}[{w}]))"
+                f"sum by (class) (increase(toque_serving_predictions_total{{{sel}}}[{span}]))"
             )
             queries[f"{role}-buckets"] = (
-                f"sum by (le) (increase(toque_serving_prediction_value_bucket{{{sel}}}[{w}]))"
+                f"sum by (le) (increase(toque_serving_prediction_value_bucket{{{sel}}}[{span}]))"
             )
         out.append(Check(PREDICTION_SHIFT, queries, analysis.failure_limit))
     for metric in analysis.metrics or []:

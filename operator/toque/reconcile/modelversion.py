@@ -40,6 +40,8 @@ UNSETTLED = ("Registering", "Pending", "Progressing", "Paused", None)
 TERMINAL = ("Promoted", "Superseded", "RolledBack", "Aborted", "Failed")
 ACTIVE = ("Progressing", "Paused")
 MAX_ANALYSIS_RUNS = 100
+# How far back the stable's predictions count as the reference for the prediction shift.
+STABLE_REFERENCE_SECONDS = 3600
 POLL_SECONDS = 3.0
 QUEUE_POLL_SECONDS = 10.0
 
@@ -544,12 +546,16 @@ class _Planner:
             self.plan.wake(due_in)
             return "waiting"
         assert self.stable is not None
+        window = int(max(interval, self.config.min_window_seconds))
+        live_since = _time(self.stable.data.get("promotedAt")) or self.now
+        reference = min((self.now - live_since).total_seconds(), STABLE_REFERENCE_SECONDS)
         target = an.Target(
             namespace=self.o.namespace,
             model=self.o.model,
             canary_version=s.registry_version or "",
             stable_version=self.stable.registry_version,
-            window_seconds=int(max(interval, self.config.min_window_seconds)),
+            window_seconds=window,
+            stable_window_seconds=int(max(window, reference)),
         )
         checks = an.checks(spec, target)
         if results is None:
