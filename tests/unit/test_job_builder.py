@@ -6,11 +6,11 @@ from typing import Any
 
 from toque.api import constants
 from toque.api import trainingjob as tj
-from toque.resources import names
+from toque.resources import names, pods
 from toque.resources import trainingjob_job as jobs
 
 OWNER = jobs.Owner("demo", "team-a", "1234-uid")
-CONFIG = jobs.BuildConfig(runtime_image="toque:test")
+CONFIG = pods.BuildConfig(runtime_image="toque:test")
 
 
 def build(**spec: Any) -> dict[str, Any]:

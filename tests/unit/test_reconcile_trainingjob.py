@@ -6,11 +6,11 @@ import datetime as dt
 from typing import Any
 
 from toque.reconcile import trainingjob as decide
-from toque.resources import trainingjob_job as jobs
+from toque.resources import pods
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=dt.UTC)
 LATER = NOW + dt.timedelta(minutes=3)
-CONFIG = jobs.BuildConfig(runtime_image="toque:test")
+CONFIG = pods.BuildConfig(runtime_image="toque:test")
 SPEC = {"entrypoint": "pkg.mod:fn", "resources": {"cpu": "1"}}
 
 
@@ -371,7 +371,7 @@ def test_transient_exits_raise_a_condition() -> None:
 
 
 def test_platform_settings_reach_the_pod() -> None:
-    config = jobs.BuildConfig(
+    config = pods.BuildConfig(
         runtime_image="rt:1",
         mlflow_tracking_uri="http://mlflow:5000",
         s3_endpoint="http://minio:9000",

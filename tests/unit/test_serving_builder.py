@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from toque.api import constants
 from toque.api import modelversion as mv
-from toque.resources import serving
-from toque.resources import trainingjob_job as jobs
+from toque.resources import pods, serving
 
 OWNER = serving.Owner("fraud-v2", "ns", "uid-2")
-CONFIG = jobs.BuildConfig(
+CONFIG = pods.BuildConfig(
     runtime_image="toque:1",
     mlflow_tracking_uri="http://mlflow:5000",
     s3_endpoint="http://minio:9000",

@@ -167,18 +167,27 @@ class Registry:
         found = self._search_versions(f"name = '{_quoted(model)}'")
         return sorted(found, key=lambda v: int(v.get("version") or 0))
 
-    def _search_versions(self, filter_: str) -> list[dict[str, Any]]:
+    def _all_pages(
+        self, method: str, path: str, query: dict[str, Any], key: str
+    ) -> list[dict[str, Any]]:
+        """Every item of a paged search: GET takes the query as params, POST as its body."""
         found: list[dict[str, Any]] = []
         token = ""
         while True:
-            params = {"filter": filter_, "max_results": str(PAGE_SIZE)}
-            if token:
-                params["page_token"] = token
-            page = self._call("GET", "model-versions/search", params=params)
-            found += page.get("model_versions") or []
+            page_query = {**query, "page_token": token} if token else dict(query)
+            if method == "GET":
+                params = {k: str(v) for k, v in page_query.items()}
+                page = self._call(method, path, params=params)
+            else:
+                page = self._call(method, path, body=page_query)
+            found += page.get(key) or []
             token = str(page.get("next_page_token") or "")
             if not token:
                 return found
+
+    def _search_versions(self, filter_: str) -> list[dict[str, Any]]:
+        query = {"filter": filter_, "max_results": PAGE_SIZE}
+        return self._all_pages("GET", "model-versions/search", query, "model_versions")
 
     def _owned_version(self, model: str, owner_uid: str) -> dict[str, Any] | None:
         """The version tagged with ``owner_uid``, searching by tag where the server can."""
@@ -229,21 +238,12 @@ class Registry:
         info = ((run or {}).get("run") or {}).get("info") or {}
         if not info.get("experiment_id"):
             return None
-        models: list[dict[str, Any]] = []
-        token = ""
-        while True:
-            body: dict[str, Any] = {
-                "experiment_ids": [str(info["experiment_id"])],
-                "filter": f"name = '{_quoted(name)}'",
-                "max_results": 100,
-            }
-            if token:
-                body["page_token"] = token
-            page = self._call("POST", "logged-models/search", body=body)
-            models += page.get("models") or []
-            token = str(page.get("next_page_token") or "")
-            if not token:
-                break
+        query = {
+            "experiment_ids": [str(info["experiment_id"])],
+            "filter": f"name = '{_quoted(name)}'",
+            "max_results": 100,
+        }
+        models = self._all_pages("POST", "logged-models/search", query, "models")
         mine = [
             m.get("info") or {}
             for m in models

@@ -8,7 +8,7 @@ import os
 import threading
 
 from toque.clients import kube
-from toque.resources import trainingjob_job as jobs
+from toque.resources import pods
 
 
 @functools.cache
@@ -17,10 +17,10 @@ def client() -> kube.Kube:
 
 
 @functools.cache
-def build_config() -> jobs.BuildConfig:
+def build_config() -> pods.BuildConfig:
     """From the operator's environment (set by the Helm chart)."""
-    defaults = jobs.BuildConfig()
-    return jobs.BuildConfig(
+    defaults = pods.BuildConfig()
+    return pods.BuildConfig(
         runtime_image=os.environ.get("TOQUE_RUNTIME_IMAGE") or defaults.runtime_image,
         mlflow_tracking_uri=os.environ.get("TOQUE_MLFLOW_TRACKING_URI") or None,
         s3_endpoint=os.environ.get("TOQUE_S3_ENDPOINT") or None,

@@ -27,8 +27,7 @@ from toque.api import conditions as cond
 from toque.api import constants, schema
 from toque.api import modelversion as mv
 from toque.reconcile import analysis as an
-from toque.resources import serving
-from toque.resources import trainingjob_job as jobs
+from toque.resources import pods, serving
 
 REGISTERED = "Registered"
 QUEUED = "Queued"
@@ -88,7 +87,7 @@ class Observed:
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    build: jobs.BuildConfig = dataclasses.field(default_factory=jobs.BuildConfig)
+    build: pods.BuildConfig = dataclasses.field(default_factory=pods.BuildConfig)
     # PromQL windows never shorter than this (a few scrape intervals), whatever the interval.
     min_window_seconds: int = 60
     prometheus_configured: bool = True
@@ -403,7 +402,7 @@ class _Planner:
             self.end_canary(s, "Failed", problem, "ServerFailed")
             return
         if self.stable is None:
-            self.first_version(s)
+            self.promote_when_ready(s, "first version of the model, no canary")
             return
         steps = (s.spec.rollout.steps if s.spec.rollout else None) or [
             mv.RolloutStep(set_weight=100)
@@ -420,7 +419,7 @@ class _Planner:
             index = self.advance(s, index)
         while True:
             if index >= len(steps):
-                self.finish_promotion(s)
+                self.promote_when_ready(s, "all steps passed")
                 return
             step = steps[index]
             weight = _weight_at(steps, index)
@@ -472,28 +471,17 @@ class _Planner:
     def canary_ready(self, s: _State) -> int:
         return sum(1 for p in _live_pods(s.v) if _ready(p))
 
-    def first_version(self, s: _State) -> None:
+    def promote_when_ready(self, s: _State, why: str) -> None:
+        """All of the version's pods in traffic, then promote it."""
         self.set_weight(s, 100)
         ready = self.canary_ready(s)
         if ready < s.replicas_wanted:
-            message = f"first version, no canary: {ready}/{s.replicas_wanted} pods ready"
+            message = f"promoting ({why}): {ready}/{s.replicas_wanted} pods ready"
             s.to_phase("Progressing", message)
             s.set(PROGRESSING, "True", "WaitingForPods", message)
-            s.set(AVAILABLE, "False", "PodsNotReady", message)
             self.plan.wake(POLL_SECONDS)
             return
-        self.promote(s, "first version of the model, promoted without a canary")
-
-    def finish_promotion(self, s: _State) -> None:
-        self.set_weight(s, 100)
-        ready = self.canary_ready(s)
-        if ready < s.replicas_wanted:
-            message = f"promoting: {ready}/{s.replicas_wanted} pods ready"
-            s.to_phase("Progressing", message)
-            s.set(PROGRESSING, "True", "ScalingUp", message)
-            self.plan.wake(POLL_SECONDS)
-            return
-        self.promote(s, "all steps passed")
+        self.promote(s, why)
 
     def promote(self, s: _State, why: str) -> None:
         assert s.spec is not None

@@ -18,6 +18,7 @@ from toque.api import trainingjob as tj
 from toque.api import trainresult
 from toque.reconcile import gate
 from toque.resources import modelversion as mvs
+from toque.resources import pods
 from toque.resources import trainingjob_job as jobs
 
 TERMINAL = ("Succeeded", "Failed")
@@ -197,7 +198,7 @@ def _invalid(obs: Observed, st: _Status, error: pydantic.ValidationError) -> Pla
     return Plan(status=status, events=events)
 
 
-def plan(obs: Observed, config: jobs.BuildConfig, now: dt.datetime) -> Plan:
+def plan(obs: Observed, config: pods.BuildConfig, now: dt.datetime) -> Plan:
     """Everything the handler must do for this TrainingJob in this cycle."""
     now = now.replace(microsecond=0)
     st = _Status(obs.status, obs.generation, now)

@@ -16,8 +16,7 @@ from typing import Any
 
 from toque.api import constants
 from toque.api import modelversion as mv
-from toque.resources import names
-from toque.resources import trainingjob_job as jobs
+from toque.resources import names, pods
 
 CONTAINER_NAME = "server"
 PORT_NAME = "http"
@@ -93,43 +92,9 @@ def pod_labels(owner: Owner, model: str, registry_version: str) -> dict[str, str
     }
 
 
-def _resources(serving: mv.ServingSpec) -> dict[str, Any]:
-    res = serving.resources
-    if res is None:
-        return {}
-    requests: dict[str, Any] = {}
-    limits: dict[str, Any] = {}
-    if res.cpu is not None:
-        requests["cpu"] = str(res.cpu)
-    if res.memory is not None:
-        requests["memory"] = str(res.memory)
-        limits["memory"] = str(res.memory)
-    if res.gpu:
-        requests[res.gpu_resource_name] = str(res.gpu)
-        limits[res.gpu_resource_name] = str(res.gpu)
-    return {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
-
-
-def _env(config: jobs.BuildConfig) -> list[dict[str, Any]]:
-    plain = {
-        "MLFLOW_TRACKING_URI": config.mlflow_tracking_uri,
-        "TOQUE_S3_ENDPOINT": config.s3_endpoint,
-        "MLFLOW_S3_ENDPOINT_URL": config.s3_endpoint,
-        "TOQUE_DATA_BUCKET": config.data_bucket,
-    }
-    env: list[dict[str, Any]] = [
-        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
-    ]
-    env += [{"name": k, "value": v} for k, v in plain.items() if v]
-    if config.credentials_secret:
-        env += [
-            {
-                "name": key,
-                "valueFrom": {"secretKeyRef": {"name": config.credentials_secret, "key": key}},
-            }
-            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-        ]
-    return env
+def _env(config: pods.BuildConfig) -> list[dict[str, Any]]:
+    pod_ip = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+    return [pod_ip, *pods.store_env(config)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +112,7 @@ def deployment(
     spec: mv.ModelVersionSpec,
     served: Served,
     replicas: int,
-    config: jobs.BuildConfig,
+    config: pods.BuildConfig,
 ) -> dict[str, Any]:
     """The version's Deployment at ``replicas``; its pods start out of traffic."""
     serving = spec.serving or mv.ServingSpec()
@@ -178,7 +143,7 @@ def deployment(
         "image": serving.image or config.runtime_image,
         "command": ["toque"],
         "args": args,
-        "env": _env(config) + [e.to_kube() for e in serving.env or []],
+        "env": pods.with_user_env(_env(config), serving.env),
         "ports": [{"name": PORT_NAME, "containerPort": serving.port, "protocol": "TCP"}],
         "readinessProbe": {**probe, "failureThreshold": 2},
         "livenessProbe": {
@@ -192,16 +157,10 @@ def deployment(
             "periodSeconds": 2,
             "failureThreshold": 150,
         },
-        "resources": _resources(serving),
+        "resources": pods.compute_resources(serving.resources),
         "terminationMessagePath": constants.TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "runAsNonRoot": True,
-            "readOnlyRootFilesystem": True,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pods.container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     labels = pod_labels(owner, spec.model, served.registry_version)
@@ -216,24 +175,10 @@ def deployment(
         "containers": [container],
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": jobs.RUN_AS_USER,
-            "runAsGroup": jobs.RUN_AS_USER,
-            "fsGroup": jobs.RUN_AS_USER,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pods.pod_security(),
         "volumes": [{"name": "tmp", "emptyDir": {}}],
     }
-    tolerations = [t.to_kube() for t in serving.tolerations or []]
-    if serving.resources and serving.resources.gpu:
-        tolerations.append(
-            {
-                "key": serving.resources.gpu_resource_name,
-                "operator": "Exists",
-                "effect": "NoSchedule",
-            }
-        )
+    tolerations = pods.tolerations(serving.tolerations, serving.resources)
     if tolerations:
         pod_spec["tolerations"] = tolerations
     if serving.node_selector:

@@ -15,10 +15,9 @@ from typing import Any
 
 from toque.api import constants
 from toque.api import trainingjob as tj
-from toque.resources import names
+from toque.resources import names, pods
 
 CONTAINER_NAME = "trainer"
-RUN_AS_USER = 65532
 # The trainer runtime exits with this code for errors that a retry cannot fix (missing
 # dataset, bad entrypoint); the Job's podFailurePolicy then fails at once instead of retrying.
 PERMANENT_FAILURE_EXIT_CODE = 3
@@ -41,18 +40,6 @@ class Owner:
 TRANSIENT_FAILURE_EXIT_CODE = 75
 
 
-@dataclasses.dataclass(frozen=True)
-class BuildConfig:
-    """Operator-wide settings that shape every Job (from Helm values / env)."""
-
-    runtime_image: str = "ghcr.io/toque-dev/toque:0.1.0"
-    mlflow_tracking_uri: str | None = None
-    s3_endpoint: str | None = None
-    data_bucket: str | None = None
-    # A Secret in the run's namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
-    credentials_secret: str | None = None
-
-
 def job_name(owner_name: str) -> str:
     """The Job's name: the TrainingJob's, shortened to fit the job-name pod label."""
     return names.child_name(owner_name)
@@ -72,30 +59,6 @@ def labels(owner: Owner, spec: tj.TrainingJobSpec | None = None) -> dict[str, st
     return out
 
 
-def _resources(spec: tj.TrainingJobSpec) -> dict[str, Any]:
-    res = spec.resources
-    if res is None:
-        return {}
-    requests: dict[str, Any] = {}
-    limits: dict[str, Any] = {}
-    if res.cpu is not None:
-        requests["cpu"] = str(res.cpu)
-    if res.memory is not None:
-        # Memory is incompressible: a limit equal to the request keeps the pod from being the
-        # node's OOM victim of choice. CPU gets no limit, to avoid throttling the trainer.
-        requests["memory"] = str(res.memory)
-        limits["memory"] = str(res.memory)
-    if res.gpu:
-        requests[res.gpu_resource_name] = str(res.gpu)
-        limits[res.gpu_resource_name] = str(res.gpu)
-    out: dict[str, Any] = {}
-    if requests:
-        out["requests"] = requests
-    if limits:
-        out["limits"] = limits
-    return out
-
-
 def _command(spec: tj.TrainingJobSpec) -> tuple[list[str], list[str]]:
     if spec.command:
         return list(spec.command), list(spec.args or [])
@@ -103,7 +66,7 @@ def _command(spec: tj.TrainingJobSpec) -> tuple[list[str], list[str]]:
 
 
 def _runtime_env(
-    owner: Owner, spec: tj.TrainingJobSpec, config: BuildConfig
+    owner: Owner, spec: tj.TrainingJobSpec, config: pods.BuildConfig
 ) -> list[dict[str, Any]]:
     """What the trainer runtime needs to know about the run, as env vars."""
     run = {
@@ -120,42 +83,12 @@ def _runtime_env(
         {"name": "TOQUE_IMAGE", "value": spec.image or config.runtime_image},
         {"name": "TOQUE_RUN_SPEC", "value": json.dumps(run, sort_keys=True)},
     ]
-    plain = {
-        "MLFLOW_TRACKING_URI": config.mlflow_tracking_uri,
-        "TOQUE_S3_ENDPOINT": config.s3_endpoint,
-        "MLFLOW_S3_ENDPOINT_URL": config.s3_endpoint,
-        "TOQUE_DATA_BUCKET": config.data_bucket,
-    }
-    env += [{"name": k, "value": v} for k, v in plain.items() if v]
-    if config.credentials_secret:
-        # Credentials only through Secret refs: the operator never reads them.
-        env += [
-            {
-                "name": key,
-                "valueFrom": {"secretKeyRef": {"name": config.credentials_secret, "key": key}},
-            }
-            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-        ]
-    user = [e.to_kube() for e in spec.env or []]
-    overridden = {e["name"] for e in user}
-    return [e for e in env if e["name"] not in overridden] + user
+    return pods.with_user_env(env + pods.store_env(config), spec.env)
 
 
-def _tolerations(spec: tj.TrainingJobSpec) -> list[dict[str, Any]]:
-    out = [t.to_kube() for t in spec.tolerations or []]
-    res = spec.resources
-    if res and res.gpu:
-        gpu_toleration = {
-            "key": res.gpu_resource_name,
-            "operator": "Exists",
-            "effect": "NoSchedule",
-        }
-        if gpu_toleration not in out:
-            out.append(gpu_toleration)
-    return out
-
-
-def pod_template(owner: Owner, spec: tj.TrainingJobSpec, config: BuildConfig) -> dict[str, Any]:
+def pod_template(
+    owner: Owner, spec: tj.TrainingJobSpec, config: pods.BuildConfig
+) -> dict[str, Any]:
     """The Job's pod template."""
     command, args = _command(spec)
     container: dict[str, Any] = {
@@ -164,18 +97,12 @@ def pod_template(owner: Owner, spec: tj.TrainingJobSpec, config: BuildConfig) ->
         "command": command,
         "args": args,
         "env": _runtime_env(owner, spec, config),
-        "resources": _resources(spec),
+        "resources": pods.compute_resources(spec.resources),
         "terminationMessagePath": constants.TERMINATION_MESSAGE_PATH,
         # A crash before the runtime writes its result still leaves the log tail for status.
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "workingDir": "/workspace",
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "runAsNonRoot": True,
-            "readOnlyRootFilesystem": True,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pods.container_security(),
         "volumeMounts": [
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": "workspace", "mountPath": "/workspace"},
@@ -187,13 +114,7 @@ def pod_template(owner: Owner, spec: tj.TrainingJobSpec, config: BuildConfig) ->
         "restartPolicy": "Never",
         "containers": [container],
         "automountServiceAccountToken": spec.service_account_name is not None,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "fsGroup": RUN_AS_USER,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pods.pod_security(),
         "volumes": [
             {"name": "tmp", "emptyDir": {}},
             {"name": "workspace", "emptyDir": {}},
@@ -203,7 +124,7 @@ def pod_template(owner: Owner, spec: tj.TrainingJobSpec, config: BuildConfig) ->
         pod_spec["serviceAccountName"] = spec.service_account_name
     if spec.node_selector:
         pod_spec["nodeSelector"] = dict(spec.node_selector)
-    tolerations = _tolerations(spec)
+    tolerations = pods.tolerations(spec.tolerations, spec.resources)
     if tolerations:
         pod_spec["tolerations"] = tolerations
     if spec.affinity:
@@ -231,7 +152,7 @@ def mutable_fields(spec: tj.TrainingJobSpec) -> dict[str, Any]:
     return out
 
 
-def build_job(owner: Owner, spec: tj.TrainingJobSpec, config: BuildConfig) -> dict[str, Any]:
+def build_job(owner: Owner, spec: tj.TrainingJobSpec, config: pods.BuildConfig) -> dict[str, Any]:
     """The complete Job manifest, ready for server-side apply."""
     template = pod_template(owner, spec, config)
     job_spec: dict[str, Any] = {

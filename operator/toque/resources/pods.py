@@ -1,0 +1,108 @@
+"""What every pod the operator builds shares: the operator's build settings, resources,
+the restricted security contexts, the GPU toleration and the MLflow/S3 environment.
+
+Used by ``resources.trainingjob_job`` (training pods) and ``resources.serving`` (model
+servers), so both meet the ``restricted`` Pod Security Standard the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from toque.api import common
+
+RUN_AS_USER = 65532
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildConfig:
+    """Operator-wide settings that shape every pod (from Helm values / env)."""
+
+    runtime_image: str = "ghcr.io/toque-dev/toque:0.1.0"
+    mlflow_tracking_uri: str | None = None
+    s3_endpoint: str | None = None
+    data_bucket: str | None = None
+    # A Secret in the run's namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+    credentials_secret: str | None = None
+
+
+def compute_resources(res: common.ComputeResources | None) -> dict[str, Any]:
+    if res is None:
+        return {}
+    requests: dict[str, Any] = {}
+    limits: dict[str, Any] = {}
+    if res.cpu is not None:
+        requests["cpu"] = str(res.cpu)
+    if res.memory is not None:
+        # Memory is incompressible: a limit equal to the request keeps the pod from being the
+        # node's OOM victim of choice. CPU gets no limit, to avoid throttling.
+        requests["memory"] = str(res.memory)
+        limits["memory"] = str(res.memory)
+    if res.gpu:
+        requests[res.gpu_resource_name] = str(res.gpu)
+        limits[res.gpu_resource_name] = str(res.gpu)
+    return {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
+
+
+def tolerations(
+    user: list[common.Toleration] | None, res: common.ComputeResources | None
+) -> list[dict[str, Any]]:
+    """The user's tolerations, plus the GPU taint's when GPUs are asked for: GPU node pools
+    are tainted so that CPU work stays off them."""
+    out = [t.to_kube() for t in user or []]
+    if res and res.gpu:
+        gpu = {"key": res.gpu_resource_name, "operator": "Exists", "effect": "NoSchedule"}
+        if gpu not in out:
+            out.append(gpu)
+    return out
+
+
+def container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def pod_security() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        "fsGroup": RUN_AS_USER,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def store_env(config: BuildConfig) -> list[dict[str, Any]]:
+    """MLflow and S3 settings; credentials only through Secret refs (the operator never
+    reads them)."""
+    plain = {
+        "MLFLOW_TRACKING_URI": config.mlflow_tracking_uri,
+        "TOQUE_S3_ENDPOINT": config.s3_endpoint,
+        "MLFLOW_S3_ENDPOINT_URL": config.s3_endpoint,
+        "TOQUE_DATA_BUCKET": config.data_bucket,
+    }
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in plain.items() if v]
+    if config.credentials_secret:
+        env += [
+            {
+                "name": key,
+                "valueFrom": {"secretKeyRef": {"name": config.credentials_secret, "key": key}},
+            }
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        ]
+    return env
+
+
+def with_user_env(
+    env: list[dict[str, Any]], user: list[common.EnvVar] | None
+) -> list[dict[str, Any]]:
+    """``env`` with the user's variables, which win over ours of the same name."""
+    mine = [e.to_kube() for e in user or []]
+    overridden = {e["name"] for e in mine}
+    return [e for e in env if e["name"] not in overridden] + mine
