@@ -131,3 +131,30 @@ def test_js_distance_bounds() -> None:
 )
 def test_success_conditions(condition: str, value: float, expected: bool) -> None:
     assert an.satisfies(condition, value) is expected
+
+
+@pytest.mark.parametrize("condition", ["result < 1.2.3", "result < .", "result < -", "result<1e"])
+def test_unparseable_success_conditions_raise_value_error(condition: str) -> None:
+    with pytest.raises(ValueError, match="successCondition"):
+        an.satisfies(condition, 1.0)
+
+
+def test_an_unparseable_condition_is_an_invalid_outcome_not_an_exception() -> None:
+    analysis = mv.Analysis.model_construct(
+        interval="10s",
+        failure_limit=0,
+        builtins=mv.BuiltinChecks(max_error_rate=None),
+        metrics=[
+            mv.PrometheusMetric.model_construct(
+                name="m", query="q", success_condition="result < 1.2.3", failure_limit=None
+            )
+        ],
+    )
+    check = an.Check("m", {"value": "q"}, 0)
+    out = an.evaluate_safely(check, {"value": [an.Sample({}, 0.5)]}, analysis)
+    assert out.invalid and out.passed is False and "1.2.3" in out.message
+
+
+@pytest.mark.parametrize("number", ["0.05", ".5", "5.", "-3", "+2", "1e-3", "2.E+4", "10"])
+def test_success_condition_numbers_python_reads(number: str) -> None:
+    assert an.satisfies(f"result <= {number}", float(number)) is True

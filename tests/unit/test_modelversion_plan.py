@@ -95,7 +95,7 @@ def test_a_new_version_is_registered_from_what_the_handler_resolved() -> None:
     )
     p = plan(v)
     status = p.statuses["v1"]
-    assert status["registry"]["version"] == "1"
+    assert status["registry"] == {"name": "ns.iris", "version": "1"}
     assert status["modelDigest"] == "sha256:" + "1" * 64
     reasons = {e.reason for e in p.events}
     assert "Registered" in reasons and "RolloutStarted" in reasons
@@ -207,6 +207,18 @@ def test_a_failed_check_rolls_back_at_once_and_withdraws_the_canary() -> None:
     assert any(e.type == "Warning" and e.reason == "RolledBack" for e in p.events)
     condition = next(c for c in s["conditions"] if c["type"] == "AnalysisPassed")
     assert condition["status"] == "False" and "0.3" in condition["message"]
+
+
+def test_a_check_that_cannot_be_evaluated_stops_the_rollout_with_a_reason() -> None:
+    rollout = {**STEPS, "analysis": {**STEPS["analysis"], "failureLimit": 5}}
+    canary = version("v2", status=canary_status(0), rollout=rollout, pods=[pod("c0", traffic="on")])
+    broken = an.Outcome(an.ERROR_RATE, False, None, "cannot evaluate: ValueError", invalid=True)
+    p = plan(stable(), canary, analysis={an.ERROR_RATE: broken})
+    s = p.statuses["v2"]
+    assert s["phase"] == "RolledBack"  # a failureLimit of 5 does not keep retrying it
+    condition = next(c for c in s["conditions"] if c["type"] == "AnalysisPassed")
+    assert condition["reason"] == "InvalidCheck" and "cannot evaluate" in condition["message"]
+    assert p.statuses["v1"]["phase"] == "Promoted"
 
 
 def test_failure_limit_tolerates_failures_up_to_the_limit() -> None:
@@ -363,14 +375,46 @@ def test_rollback_without_a_previous_version_is_refused_with_a_warning() -> None
     assert any(e.reason == "ActionIgnored" for e in p.events)
 
 
-def test_gateway_api_mode_splits_by_route_weights() -> None:
-    rollout = {**STEPS, "traffic": {"mode": "gatewayAPI", "parentRefs": [{"name": "gw"}]}}
-    canary = version("v2", status=canary_status(0), rollout=rollout, pods=[pod("c0")])
-    p = plan(stable(), canary)
+GATEWAY = {**STEPS, "traffic": {"mode": "gatewayAPI", "parentRefs": [{"name": "gw"}]}}
+
+
+def route_weights(p: decide.Plan) -> list[tuple[str, int]]:
     (route,) = p.routes
-    backends = route["spec"]["rules"][0]["backendRefs"]
-    assert [(b["name"], b["weight"]) for b in backends] == [("v1-server", 90), ("v2-server", 10)]
+    return [(b["name"], b["weight"]) for b in route["spec"]["rules"][0]["backendRefs"]]
+
+
+def test_gateway_api_mode_splits_by_route_weights() -> None:
+    canary = version("v2", status=canary_status(0), rollout=GATEWAY, pods=[pod("c0")])
+    p = plan(stable(), canary)
+    assert route_weights(p) == [("v1-server", 90), ("v2-server", 10)]
+    assert p.statuses["v2"]["actualCanaryWeight"] == 10
     assert {s["metadata"]["name"] for s in p.services} >= {"iris", "v1-server", "v2-server"}
+
+
+def test_gateway_api_mode_sends_no_route_weight_to_a_canary_without_ready_pods() -> None:
+    canary = version("v2", status=canary_status(0), rollout=GATEWAY, pods=[pod("c0", False)])
+    p = plan(stable(), canary)
+    assert route_weights(p) == [("v1-server", 100), ("v2-server", 0)]
+    assert p.statuses["v2"]["actualCanaryWeight"] == 0
+    no_pods = plan(stable(), version("v2", status=canary_status(0), rollout=GATEWAY))
+    assert route_weights(no_pods) == [("v1-server", 100), ("v2-server", 0)]
+
+
+def test_gateway_api_mode_keeps_the_canary_out_of_the_model_service() -> None:
+    canary = version("v2", status=canary_status(1), rollout=GATEWAY, pods=[pod("c0")])
+    p = plan(stable(), canary)
+    assert ("c0", True) not in p.pod_traffic
+    assert route_weights(p) == [("v1-server", 50), ("v2-server", 50)]
+
+
+@pytest.mark.parametrize(
+    ("weight", "ready", "wanted", "expected"),
+    [(10, 0, 1, 0), (10, 1, 1, 10), (50, 1, 2, 25), (50, 2, 2, 50), (0, 2, 0, 0), (1, 1, 3, 1)],
+)
+def test_route_weight_follows_ready_canary_pods(
+    weight: int, ready: int, wanted: int, expected: int
+) -> None:
+    assert decide.route_weight(weight, ready, wanted) == expected
 
 
 @pytest.mark.parametrize(
@@ -420,3 +464,56 @@ def test_a_crash_looping_server_fails_after_a_few_restarts() -> None:
     looping = crashed("c0", 1, 3, "Traceback: boom")
     p = plan(stable(), version("v2", status=canary_status(0), rollout=STEPS, pods=[looping]))
     assert p.statuses["v2"]["phase"] == "Failed" and "boom" in p.statuses["v2"]["message"]
+
+
+def promoted_v2_with_warm_v1(deleting: str) -> tuple[decide.Version, decide.Version]:
+    v1 = version(
+        "v1",
+        status=registered("1", phase="Superseded", promotedAt="2026-11-27T09:00:00+00:00"),
+        pods=[pod("s0", traffic="off"), pod("s1", traffic="off")],
+        created="2026-11-27T09:00:00Z",
+        deleting=deleting == "v1",
+    )
+    v2 = version(
+        "v2",
+        status=registered(
+            "2", phase="Promoted", promotedAt="2026-11-27T11:00:00+00:00", previous="v1"
+        ),
+        pods=[pod("c0", traffic="on"), pod("c1", traffic="on")],
+        deleting=deleting == "v2",
+    )
+    return v1, v2
+
+
+def test_deleting_the_promoted_version_restores_the_warm_previous_one_and_its_alias() -> None:
+    p = plan(*promoted_v2_with_warm_v1(deleting="v2"))
+    assert p.statuses["v1"]["phase"] == "Promoted"
+    assert p.statuses["v1"]["registry"]["alias"] == "champion"
+    assert p.aliases == [("champion", "1")] and p.removed_aliases == []
+    assert {("s0", True), ("s1", True), ("c0", False), ("c1", False)} <= set(p.pod_traffic)
+    assert "v2" not in p.statuses  # no status write on an object being deleted
+    assert deployment_replicas(p, "v2") is None  # left to the garbage collector
+    assert deployment_replicas(p, "v1") == 2
+    assert any(e.reason == "Restored" and e.version == "v1" for e in p.events)
+
+
+def test_deleting_the_promoted_version_is_idempotent_across_cycles() -> None:
+    v1, v2 = promoted_v2_with_warm_v1(deleting="v2")
+    first = plan(v1, v2)
+    again = plan(dataclasses.replace(v1, status=first.statuses["v1"]), v2)
+    assert again.statuses["v1"]["phase"] == "Promoted"
+    assert again.removed_aliases == []
+
+
+def test_deleting_the_only_live_version_removes_its_alias() -> None:
+    alone = version("v1", status=STABLE, pods=[pod("s0", traffic="on")], deleting=True)
+    p = plan(alone)
+    assert p.removed_aliases == ["champion"] and p.aliases == []
+    assert ("s0", False) in p.pod_traffic
+
+
+def test_deleting_a_superseded_version_leaves_the_live_one_alone() -> None:
+    p = plan(*promoted_v2_with_warm_v1(deleting="v1"))
+    assert p.statuses["v2"]["phase"] == "Promoted"
+    assert p.aliases == [] and p.removed_aliases == []
+    assert not [t for t in p.pod_traffic if t[0].startswith("c")]

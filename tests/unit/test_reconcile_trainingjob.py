@@ -90,6 +90,15 @@ def test_running_pod_means_running() -> None:
     assert cond(plan, "Running")["status"] == "True"
 
 
+def test_first_pod_of_a_normal_run_sets_pod_created_true() -> None:
+    job = live_job({"active": 1})
+    first = decide.plan(observed(job=job), CONFIG, NOW)
+    assert "PodCreated" not in {c["type"] for c in first.status["conditions"]}
+    plan = decide.plan(observed(job=job, pods=[running_pod()], status=first.status), CONFIG, NOW)
+    assert cond(plan, "PodCreated")["status"] == "True"
+    assert cond(plan, "PodCreated")["reason"] == "Created"
+
+
 def test_complete_job_means_succeeded_with_times() -> None:
     job = live_job(
         {

@@ -24,7 +24,7 @@ from toque.clients import kube, mlflow_registry, prometheus
 from toque.handlers import metrics, runtime
 from toque.reconcile import analysis as an
 from toque.reconcile import modelversion as decide
-from toque.resources import serving
+from toque.resources import names, serving
 
 KIND = "ModelVersion"
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -61,7 +61,6 @@ def _cycle(namespace: str, model: str, logger: Logger) -> decide.Plan:
         b
         for b in k.list_objects(constants.API_VERSION, KIND, namespace, "")
         if (b.get("spec") or {}).get("model") == model
-        and not b["metadata"].get("deletionTimestamp")
     ]
     selector = f"{constants.LABEL_MODEL}={serving.model_label(model)}"
     deployments = k.list_objects("apps/v1", "Deployment", namespace, selector)
@@ -121,9 +120,10 @@ def _observe(
         annotations=meta.get("annotations") or {},
         deployment=deployment,
         pods=_pods_of(pods, name),
+        deleting=bool(meta.get("deletionTimestamp")),
     )
     registered = (status.get("registry") or {}).get("version")
-    if registered or status.get("phase") in decide.TERMINAL:
+    if registered or status.get("phase") in decide.TERMINAL or version.deleting:
         return version
     return _register(k, registry, namespace, version)
 
@@ -138,7 +138,7 @@ def _register(
     if registry is None:
         return dataclasses.replace(version, waiting="no MLflow tracking URI configured")
     source = version.spec.get("source") or {}
-    model = str(version.spec.get("model"))
+    model = names.registry_name(namespace, str(version.spec.get("model")))
     tags = {"toque.modelversion": f"{namespace}/{version.name}"}
     try:
         if source.get("trainingJob"):
@@ -216,7 +216,7 @@ def _analyse(
             # A query Prometheus refuses stays refused: that is a failed check, not a wait.
             outcomes[check.name] = an.Outcome(check.name, False, None, f"bad query: {error}")
             continue
-        outcomes[check.name] = an.evaluate(check, results, spec.rollout.analysis)
+        outcomes[check.name] = an.evaluate_safely(check, results, spec.rollout.analysis)
     return outcomes, None
 
 
@@ -252,7 +252,12 @@ def _act(
         if registry is None:
             raise kopf.TemporaryError("no MLflow tracking URI configured", delay=30)
         for alias, version in plan.aliases:
-            registry.set_alias(model, alias, version)
+            registry.set_alias(names.registry_name(namespace, model), alias, version)
+    if plan.removed_aliases:
+        if registry is None:
+            raise kopf.TemporaryError("no MLflow tracking URI configured", delay=30)
+        for alias in plan.removed_aliases:
+            registry.delete_alias(names.registry_name(namespace, model), alias)
     by_name = {b["metadata"]["name"]: b for b in bodies}
     for name, status in plan.statuses.items():
         body = by_name.get(name)
@@ -274,7 +279,9 @@ def _act(
             logger.warning("could not post event %s: %s", event.reason, error.reason)
 
 
-def _retrying(namespace: str, name: str, model: str, logger: Any, retry: int) -> None:
+def _retrying(
+    namespace: str, name: str, model: str, logger: Any, retry: int, deleting: bool = False
+) -> None:
     try:
         plan = reconcile_model(namespace, model, logger)
     except mlflow_registry.RegistryUnavailableError as error:
@@ -284,7 +291,7 @@ def _retrying(namespace: str, name: str, model: str, logger: Any, retry: int) ->
             raise kopf.TemporaryError(f"API server: {error}", delay=5) from error
         raise
     phase = (plan.statuses.get(name) or {}).get("phase")
-    if phase in decide.UNSETTLED:
+    if not deleting and phase in decide.UNSETTLED:
         delay = plan.requeue_after or decide.QUEUE_POLL_SECONDS
         raise kopf.TemporaryError(f"{phase or 'new'}: looking again", delay=min(delay, 30))
 
@@ -299,10 +306,20 @@ def on_modelversion(**kwargs: Any) -> None:
     )
 
 
-@kopf.on.delete(constants.GROUP, constants.VERSION, "modelversions", optional=True)
+# Not optional: kopf keeps a finalizer on every ModelVersion, because the registry alias
+# (outside the cluster) and the traffic must move to the warm previous version before a
+# deleted live version's pods go away.
+@kopf.on.delete(constants.GROUP, constants.VERSION, "modelversions", retries=None, backoff=5)
 def on_modelversion_deleted(**kwargs: Any) -> None:
+    _retrying(
+        kwargs["namespace"],
+        kwargs["name"],
+        str(kwargs["spec"].get("model")),
+        kwargs["logger"],
+        kwargs["retry"],
+        deleting=True,
+    )
     metrics.MODELVERSION_PHASES.set(kwargs["namespace"], kwargs["name"], None)
-    _best_effort(kwargs["namespace"], str(kwargs["spec"].get("model")), kwargs["logger"])
 
 
 def _model_of(body: Any) -> str | None:

@@ -11,6 +11,17 @@ import prometheus_client
 
 from toque.api import constants
 
+# Every object the operator creates carries this label. The API server filters the watches
+# of these kinds with it, so the operator never receives (or holds in memory) the pods,
+# Jobs and Deployments of the rest of the cluster.
+OWNED_SELECTOR = f"{constants.LABEL_MANAGED_BY}=toque"
+CHILD_RESOURCES = (("", "v1", "pods"), ("batch", "v1", "jobs"), ("apps", "v1", "deployments"))
+
+
+def watch_only_owned_children(settings: kopf.OperatorSettings) -> None:
+    for group, version, plural in CHILD_RESOURCES:
+        settings.watching.label_selectors[group, version, plural] = OWNED_SELECTOR
+
 
 @kopf.on.startup()
 def configure(**kwargs: Any) -> None:
@@ -30,6 +41,7 @@ def configure(**kwargs: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
+    watch_only_owned_children(settings)
     # kopf's own "handler succeeded" Events are noise next to ours.
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = int(os.environ.get("TOQUE_WORKERS", "8"))

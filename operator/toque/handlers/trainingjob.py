@@ -20,6 +20,7 @@ from toque.api import constants
 from toque.clients import kube, mlflow_registry
 from toque.handlers import metrics, runtime
 from toque.reconcile import trainingjob as decide
+from toque.resources import names
 from toque.resources import trainingjob_job as jobs
 
 KIND = "TrainingJob"
@@ -117,7 +118,8 @@ def _with_champion(observed: decide.Observed) -> decide.Observed:
         error = "no MLflow tracking URI configured" if not uri else "spec.model.name is unset"
         return dataclasses.replace(observed, champion_error=error)
     try:
-        champion = mlflow_registry.Registry(uri).champion(model, rule.get("alias", "champion"))
+        registered = names.registry_name(observed.namespace, model)
+        champion = mlflow_registry.Registry(uri).champion(registered, rule.get("alias", "champion"))
     except mlflow_registry.RegistryUnavailableError as error:
         return dataclasses.replace(observed, champion_error=str(error))
     return dataclasses.replace(observed, champion=champion)

@@ -28,7 +28,9 @@ _COMPARATORS: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq,
     "!=": operator.ne,
 }
-_CONDITION = re.compile(r"^result\s*(<=|>=|==|!=|<|>)\s*(-?[0-9.]+(?:e-?[0-9]+)?)$")
+# A number as Python's float() reads it, without inf/nan: "0.05", ".5", "-3", "1e-3", "2.E+4".
+NUMBER = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+_CONDITION = re.compile(rf"^result\s*(<=|>=|==|!=|<|>)\s*({NUMBER})$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +68,8 @@ class Outcome:
     passed: bool | None  # None: inconclusive
     value: float | None
     message: str
+    # The check itself is broken (a condition or answer it cannot evaluate): no retry helps.
+    invalid: bool = False
 
 
 def _selector(t: Target, version: str) -> str:
@@ -172,6 +176,21 @@ def evaluate(
     ok = satisfies(metric.success_condition, value)
     verdict = "meets" if ok else "fails"
     return Outcome(check.name, ok, value, f"{value:g} {verdict} {metric.success_condition!r}")
+
+
+def evaluate_safely(
+    check: Check,
+    results: Mapping[str, Sequence[Sample]],
+    analysis: mv.Analysis,
+) -> Outcome:
+    """``evaluate``, with any error turned into an invalid outcome instead of an exception:
+    a check the operator cannot evaluate must stop its rollout with a reason, not make the
+    reconcile raise on every retry."""
+    try:
+        return evaluate(check, results, analysis)
+    except Exception as error:  # any bug or bad input in one check must not stall the model
+        message = f"cannot evaluate the check: {type(error).__name__}: {error}"
+        return Outcome(check.name, False, None, message, invalid=True)
 
 
 def satisfies(condition: str, value: float) -> bool:

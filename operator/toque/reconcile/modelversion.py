@@ -27,7 +27,7 @@ from toque.api import conditions as cond
 from toque.api import constants, schema
 from toque.api import modelversion as mv
 from toque.reconcile import analysis as an
-from toque.resources import pods, serving
+from toque.resources import names, pods, serving
 
 REGISTERED = "Registered"
 QUEUED = "Queued"
@@ -73,6 +73,8 @@ class Version:
     waiting: str | None = None  # the source is not ready yet (its TrainingJob still runs)
     error: str | None = None  # permanent: the source failed, the registry refused it
     registry_error: str | None = None  # transient: the registry is unreachable
+    # Being deleted (our finalizer holds it): its traffic and alias must go elsewhere first.
+    deleting: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +120,8 @@ class Plan:
     pod_traffic: list[tuple[str, bool]] = dataclasses.field(default_factory=list)
     # (alias, registry version): moved before any status is written
     aliases: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    # Aliases to delete: the version they named is gone and nothing took its place.
+    removed_aliases: list[str] = dataclasses.field(default_factory=list)
     events: list[Event] = dataclasses.field(default_factory=list)
     analysis: AnalysisRequest | None = None
     requeue_after: float | None = None
@@ -201,6 +205,17 @@ def stable_admitted(stable_ready: int, canary_ready: int, weight: int) -> int:
     return min(stable_ready, max(1, wanted))
 
 
+def route_weight(weight: int, canary_ready: int, canary_wanted: int) -> int:
+    """The canary's HTTPRoute weight: the step's weight once its pods are ready, a share of
+    it while they come up, and zero while none is ready (a gateway would answer 5xx for a
+    backend without endpoints)."""
+    if weight <= 0 or canary_ready <= 0:
+        return 0
+    if canary_ready >= canary_wanted:
+        return weight
+    return max(1, weight * canary_ready // canary_wanted)
+
+
 def _ready(pod: dict[str, Any]) -> bool:
     if (pod.get("metadata") or {}).get("deletionTimestamp"):
         return False
@@ -260,6 +275,7 @@ class _Planner:
         self.verbs: dict[str, str] = {}
         # One analysis result per cycle, for the step that asked for it.
         self.results = observed.analysis
+        self.canary_route_weight = 0
 
     def event(self, s: _State, type_: str, reason: str, message: str) -> None:
         self.plan.events.append(Event(s.v.name, type_, reason, message))
@@ -268,7 +284,7 @@ class _Planner:
 
     def register(self, s: _State) -> None:
         v = s.v
-        if s.phase in TERMINAL or s.registry_version:
+        if s.phase in TERMINAL or s.registry_version or v.deleting:
             return
         if s.spec is None:
             s.to_phase("Failed", f"invalid spec: {s.spec_error}")
@@ -281,7 +297,8 @@ class _Planner:
             self.event(s, "Warning", "RegistrationFailed", v.error)
             return
         if v.registry_version and v.source:
-            s.data["registry"] = {"name": s.spec.model, "version": v.registry_version}
+            registered = names.registry_name(self.o.namespace, s.spec.model)
+            s.data["registry"] = {"name": registered, "version": v.registry_version}
             s.data["modelUri"] = v.source.model_uri
             s.data["modelDigest"] = v.source.digest
             s.data["runId"] = v.source.run_id
@@ -289,9 +306,9 @@ class _Planner:
                 REGISTERED,
                 "True",
                 "Registered",
-                f"registered as {s.spec.model} version {v.registry_version}",
+                f"registered as {registered} version {v.registry_version}",
             )
-            self.event(s, "Normal", "Registered", f"{s.spec.model} version {v.registry_version}")
+            self.event(s, "Normal", "Registered", f"{registered} version {v.registry_version}")
             return
         reason, message = "WaitingForSource", v.waiting or "resolving the model source"
         if v.registry_error:
@@ -313,11 +330,45 @@ class _Planner:
         for extra in active[1:]:
             extra.to_phase("Pending", "queued again: another rollout of this model runs")
 
+    # -- deletion --------------------------------------------------------------------------
+
+    def retire_deleted(self) -> None:
+        """A deleted stable hands traffic and alias to its warm predecessor; with none, the
+        alias is removed rather than left naming a version nobody serves."""
+        for s in self.states.values():
+            if not s.v.deleting:
+                continue
+            if s is self.active:
+                self.active = None
+            if s is not self.stable:
+                continue
+            self.stable = None
+            previous = self.states.get(str(s.data.get("previous") or ""))
+            alias = s.spec.alias if s.spec else None
+            usable = (
+                previous is not None
+                and not previous.v.deleting
+                and previous.phase == "Superseded"
+                and previous.registry_version
+            )
+            if previous is not None and usable:
+                why = f"serving again: the live version {s.v.name} was deleted"
+                previous.to_phase("Promoted", why)
+                previous.data["promotedAt"] = self.now.isoformat()
+                previous.set(AVAILABLE, "True", "Restored", why)
+                if alias and previous.registry_version:
+                    self.plan.aliases.append((alias, previous.registry_version))
+                    previous.data["registry"] = {**previous.data["registry"], "alias": alias}
+                self.event(previous, "Normal", "Restored", why)
+                self.stable = previous
+            elif alias:
+                self.plan.removed_aliases.append(alias)
+
     # -- manual actions ------------------------------------------------------------------
 
     def actions(self) -> None:
         for s in self.states.values():
-            verb = _action(s.v, s)
+            verb = None if s.v.deleting else _action(s.v, s)
             if verb is None:
                 continue
             if s is self.active and verb in ("promote", "resume", "abort", "rollback"):
@@ -356,6 +407,8 @@ class _Planner:
         if self.active is not None:
             return
         for s in self.states.values():
+            if s.v.deleting:
+                continue
             if s.phase in ("Pending", "Registering", None) and s.registry_version and s.spec:
                 steps = (s.spec.rollout.steps if s.spec.rollout else None) or []
                 s.to_phase("Progressing", "starting")
@@ -377,7 +430,7 @@ class _Planner:
 
     def queue_rest(self) -> None:
         for s in self.states.values():
-            if s is self.active or not s.registry_version or s.phase in TERMINAL:
+            if s is self.active or not s.registry_version or s.phase in TERMINAL or s.v.deleting:
                 continue
             if s.phase in ("Pending", "Registering", None):
                 busy = self.active.v.name if self.active else "another version"
@@ -568,6 +621,11 @@ class _Planner:
         counts = dict(s.data.get("failureCounts") or {})
         failed: list[str] = []
         pending: list[str] = []
+        invalid = [
+            f"{c.name}: {results[c.name].message}"
+            for c in checks
+            if c.name in results and results[c.name].invalid
+        ]
         for check in checks:
             out = results.get(check.name) or an.Outcome(check.name, None, None, "not measured")
             run: dict[str, Any] = {
@@ -589,6 +647,12 @@ class _Planner:
                     failed.append(f"{check.name}: {out.message}")
         s.data["analysisRuns"] = runs[-MAX_ANALYSIS_RUNS:]
         s.data["failureCounts"] = counts
+        if invalid:
+            # Retrying cannot fix a check that cannot be evaluated: stop with the reason.
+            why = f"analysis cannot run at step {index}: " + "; ".join(invalid)
+            s.set(ANALYSIS, "False", "InvalidCheck", why)
+            self.end_canary(s, "RolledBack", why, "InvalidAnalysis")
+            return "failed"
         if failed:
             why = f"analysis failed at step {index}: " + "; ".join(failed)
             s.set(ANALYSIS, "False", "CheckFailed", why)
@@ -612,6 +676,8 @@ class _Planner:
         for s in self.states.values():
             if not s.registry_version or s.spec is None or not s.data.get("modelUri"):
                 continue
+            if s.v.deleting:
+                continue  # the garbage collector removes its Deployment with it
             owner = serving.Owner(s.v.name, self.o.namespace, s.v.uid)
             if s is stable or (s.v.name == warm and s.phase == "Superseded"):
                 replicas = s.replicas_wanted
@@ -636,9 +702,21 @@ class _Planner:
         self.traffic()
         self.route(owners)
 
+    def gateway_mode(self) -> bool:
+        """Whether an HTTPRoute splits the traffic (set by the version that leads)."""
+        leader = self.active or self.stable
+        if leader is None or leader.spec is None or leader.spec.rollout is None:
+            return False
+        traffic = leader.spec.rollout.traffic
+        return traffic is not None and traffic.mode == "gatewayAPI" and bool(traffic.parent_refs)
+
     def traffic(self) -> None:
+        """Admit pods to the model's Service. With an HTTPRoute the route alone splits the
+        traffic: the Service keeps the stable's pods only (like Argo Rollouts' stable
+        Service), so in-cluster callers never reach an unanalysed canary."""
         stable, active = self.stable, self.active
-        canary_on = active is not None and (stable is None or active.weight > 0)
+        gateway = self.gateway_mode() and stable is not None
+        canary_on = active is not None and (stable is None or (active.weight > 0 and not gateway))
         canary_ready = 0
         if active is not None and canary_on:
             canary_ready = sum(1 for p in _live_pods(active.v) if _ready(p))
@@ -666,7 +744,12 @@ class _Planner:
                 want = serving.TRAFFIC_ON if admit.get(name) else serving.TRAFFIC_OFF
                 if labels.get(constants.LABEL_TRAFFIC) != want:
                     self.plan.pod_traffic.append((name, want == serving.TRAFFIC_ON))
-        if active is not None and stable is not None:
+        if active is not None and stable is not None and gateway:
+            ready_now = sum(1 for p in _live_pods(active.v) if _ready(p))
+            wanted = canary_replicas(active.replicas_wanted, active.weight)
+            self.canary_route_weight = route_weight(active.weight, ready_now, wanted)
+            active.data["actualCanaryWeight"] = self.canary_route_weight
+        elif active is not None and stable is not None:
             total = canary_ready + stable_on
             active.data["actualCanaryWeight"] = round(100 * canary_ready / total) if total else 0
         elif active is not None:
@@ -678,11 +761,10 @@ class _Planner:
     def route(self, owners: list[serving.Owner]) -> None:
         stable, active = self.stable, self.active
         leader = active or stable
-        if leader is None or leader.spec is None or leader.spec.rollout is None:
+        if not self.gateway_mode() or leader is None or leader.spec is None:
             return
-        traffic = leader.spec.rollout.traffic
-        if traffic is None or traffic.mode != "gatewayAPI" or not traffic.parent_refs:
-            return
+        traffic = leader.spec.rollout.traffic if leader.spec.rollout else None
+        assert traffic is not None and traffic.parent_refs
         weights: list[tuple[str, int]] = []
         parties = [p for p in (stable, active) if p is not None]
         for p in parties:
@@ -690,7 +772,8 @@ class _Planner:
                 serving.version_service(serving.Owner(p.v.name, self.o.namespace, p.v.uid))
             )
         if stable is not None and active is not None:
-            weights = [(stable.v.name, 100 - active.weight), (active.v.name, active.weight)]
+            canary = self.canary_route_weight
+            weights = [(stable.v.name, 100 - canary), (active.v.name, canary)]
         else:
             weights = [(parties[0].v.name, 100)]
         self.plan.routes.append(
@@ -701,6 +784,7 @@ class _Planner:
         for s in self.states.values():
             self.register(s)
         self.find_roles()
+        self.retire_deleted()
         self.actions()
         self.start_next()
         self.progress()
@@ -713,7 +797,10 @@ class _Planner:
             if s.phase == "Promoted":
                 ready = sum(1 for p in _live_pods(s.v) if _ready(p))
                 s.set(AVAILABLE, "True" if ready else "False", "Serving", f"{ready} pods ready")
-            self.plan.statuses[s.v.name] = s.finish()
+            if not s.v.deleting:
+                self.plan.statuses[s.v.name] = s.finish()
+        moved = {alias for alias, _ in self.plan.aliases}
+        self.plan.removed_aliases = [a for a in self.plan.removed_aliases if a not in moved]
         return self.plan
 
 

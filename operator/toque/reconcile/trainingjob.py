@@ -394,7 +394,7 @@ def _derive_phase(
 ) -> tuple[str, str]:
     """Phase and message from the Job's conditions and its pods; sets conditions on ``st``."""
     job_status = job.get("status") or {}
-    if pods and st.get(POD_CREATED):
+    if pods:
         st.set(POD_CREATED, "True", "Created", "the Job created the training pod")
     complete = _job_condition(job, "Complete") or _job_condition(job, "SuccessCriteriaMet")
     failed = _job_condition(job, "Failed") or _job_condition(job, "FailureTarget")

@@ -23,3 +23,13 @@ def child_name(parent: str, suffix: str = "", limit: int = MAX_LABEL_VALUE) -> s
 def label_value(value: str) -> str:
     """A label-safe form of ``value`` (names of parents may be up to 253 characters)."""
     return child_name(value)
+
+
+def registry_name(namespace: str, model: str) -> str:
+    """The MLflow registered model behind ``model`` in ``namespace``: ``<namespace>.<model>``.
+
+    The MLflow registry is global while ModelVersions are namespaced; without the prefix two
+    teams using the same model name would move each other's aliases. A namespace has no
+    dot, so the first dot always splits the two parts.
+    """
+    return f"{namespace}.{model}"
