@@ -46,7 +46,9 @@ test-e2e: venv tools
 test: venv tools lint
 	TOQUE_TOOLS_BIN=$$(bash hack/build-tools.sh) $(VENV)/bin/pytest -q -m "not kind" tests
 
-# The same end-to-end scenario on a kind cluster, for users with Docker.
+# For users with Docker: Toque's image built with docker and loaded into a kind cluster; two
+# TrainingJobs whose pods exit 0 and 1 in real containers end Succeeded and Failed. It is
+# a smoke test of the image and the Job path, not the full example (no MinIO/MLflow there).
 test-kind: venv
 	@if ! docker info >/dev/null 2>&1; then \
 	  echo "test-kind: no Docker engine reachable here, so no kind cluster can run;"; \

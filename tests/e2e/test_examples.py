@@ -24,12 +24,26 @@ def test_example_applies(cluster: local.LocalCluster, namespace: str, path: path
         assert stored["spec"]["model"]  # stored, with its spec, not pruned away
 
 
-def test_short_names_and_category(cluster: local.LocalCluster, namespace: str) -> None:
+def test_short_names_category_and_printer_columns_from_spec(
+    cluster: local.LocalCluster, namespace: str
+) -> None:
+    """Short names and the `toque` category list all three kinds; the printer columns that
+    come from the spec show the spec's values (status columns stay empty here: no operator
+    runs in this test, and nothing reconciles a DriftMonitor yet)."""
     for path in EXAMPLES:
         cluster.kubectl("apply", "-n", namespace, "-f", str(path))
     listing = cluster.kubectl("get", "toque", "-n", namespace).stdout
     for kind in ("trainingjob.toque.dev", "modelversion.toque.dev", "driftmonitor.toque.dev"):
         assert kind in listing
-    for short in ("tj", "mv", "dm"):
-        header = cluster.kubectl("get", short, "-n", namespace).stdout.splitlines()[0]
-        assert "PHASE" in header
+    docs = [d for p in EXAMPLES for d in yaml.safe_load_all(p.read_text())]
+    for short, kind in (("tj", "TrainingJob"), ("mv", "ModelVersion"), ("dm", "DriftMonitor")):
+        lines = cluster.kubectl("get", short, "-n", namespace).stdout.splitlines()
+        assert "PHASE" in lines[0].split()
+        if kind == "TrainingJob":
+            continue
+        column = lines[0].split().index("MODEL")
+        for doc in (d for d in docs if d["kind"] == kind):
+            row = next(
+                line.split() for line in lines[1:] if line.split()[0] == doc["metadata"]["name"]
+            )
+            assert row[column] == doc["spec"]["model"]

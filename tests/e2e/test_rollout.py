@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import json
 import os
 import pathlib
@@ -246,14 +247,15 @@ def test_canary_promotes_a_good_version_and_rolls_back_a_broken_one(
     ns = namespace
     model = f"rollout-{ns}"
     registry = mlflow_registry.Registry(mlflow_server.uri)
+    registered = f"{ns}.{model}"  # registry names are per namespace
     names = {key: f"{model}-{key}" for key in ("v1", "v2", "v3")}
 
     # v1: the first version of a model is promoted without a canary.
     apply(cluster, ns, modelversion(names["v1"], model, logged.runs["v1"]))
     v1 = wait_phase(cluster, ns, names["v1"], "Promoted")
-    assert v1["registry"]["version"] == "1"
-    assert registry.alias_version(model, "champion") == "1"
-    lineage = registry.version_tags(model, "1")
+    assert v1["registry"] == {"name": registered, "version": "1", "alias": "champion"}
+    assert registry.alias_version(registered, "champion") == "1"
+    lineage = registry.version_tags(registered, "1")
     assert lineage["toque.model_digest"] == v1["modelDigest"]
     assert lineage["toque.modelversion"] == f"{ns}/{names['v1']}"
     service = get(cluster, ns, "service", model)
@@ -284,16 +286,33 @@ def test_canary_promotes_a_good_version_and_rolls_back_a_broken_one(
         before = wait(cluster, at_half, "v2 to reach the 50 % step", 180)
         operator.kill()
         time.sleep(2)
+        restarted = dt.datetime.now(dt.UTC)
         operator.start()
-        after_restart = status(cluster, ns, names["v2"])
-        assert after_restart.get("currentStep", 0) >= before["currentStep"]
-        assert after_restart["stepsHash"] == before["stepsHash"]
-        v2 = wait_phase(cluster, ns, names["v2"], "Promoted")
+        seen_after: list[tuple[int | None, int | None]] = []
+
+        def promoted_after_restart() -> dict[str, Any] | None:
+            s = status(cluster, ns, names["v2"])
+            seen_after.append((s.get("currentStep"), s.get("canaryWeight")))
+            if s.get("phase") in ("RolledBack", "Failed", "Aborted"):
+                raise AssertionError(f"v2 ended {s['phase']}: {s.get('message')}")
+            return s if s.get("phase") == "Promoted" else None
+
+        v2 = wait(cluster, promoted_after_restart, "v2 promoted by the restarted operator", 180)
         assert 10 in weights and 50 in weights, weights
+        # What the restarted operator did: its analysis runs are at the step it was killed at
+        # or later, never back at step 0, and the weight never fell back to 10 %.
+        resumed = [
+            r for r in v2["analysisRuns"] if dt.datetime.fromisoformat(r["time"]) > restarted
+        ]
+        assert resumed, "the restarted operator ran no analysis"
+        assert min(r["step"] for r in resumed) >= before["currentStep"], resumed
+        assert all(step is None or step >= before["currentStep"] for step, _ in seen_after)
+        assert 10 not in {w for _, w in seen_after}, seen_after
+        assert v2["stepsHash"] == before["stepsHash"]
         measured = {r["check"] for r in v2["analysisRuns"] if r.get("passed") is True}
         assert measured == {"error-rate", "p99-latency", "prediction-shift"}, v2["analysisRuns"]
         assert v2["previous"] == names["v1"]
-        assert registry.alias_version(model, "champion") == v2["registry"]["version"]
+        assert registry.alias_version(registered, "champion") == v2["registry"]["version"]
         v1 = status(cluster, ns, names["v1"])
         assert v1["phase"] == "Superseded"
         v1_deployment = get(cluster, ns, "deployment", f"{names['v1']}-server")
@@ -308,7 +327,7 @@ def test_canary_promotes_a_good_version_and_rolls_back_a_broken_one(
         analysis = next(c for c in v3["conditions"] if c["type"] == "AnalysisPassed")
         assert analysis["status"] == "False" and "error-rate" in analysis["message"]
         assert any(e["reason"] == "RolledBack" for e in events(cluster, ns, names["v3"]))
-        assert registry.alias_version(model, "champion") == v2["registry"]["version"]
+        assert registry.alias_version(registered, "champion") == v2["registry"]["version"]
         assert status(cluster, ns, names["v2"])["phase"] == "Promoted"
         failed_on_v3 = [a for a in traffic.failures_since(0) if a.ip in v3_ips]
         assert failed_on_v3, "v3 never got traffic, so the rollback proved nothing"
@@ -352,7 +371,7 @@ def test_canary_promotes_a_good_version_and_rolls_back_a_broken_one(
         assert done.returncode == 0, done.stdout + done.stderr
         assert status(cluster, ns, names["v1"])["phase"] == "Promoted"
         assert status(cluster, ns, names["v2"])["phase"] == "RolledBack"
-        assert registry.alias_version(model, "champion") == "1"
+        assert registry.alias_version(registered, "champion") == "1"
         v1_ips = pod_ips(cluster, ns, names["v1"])
         wait(
             cluster,
@@ -424,3 +443,83 @@ def test_a_model_whose_files_do_not_match_the_record_is_never_served(
     assert ready == []
     deployment = get(cluster, namespace, "deployment", f"{model}-v1-server")
     assert deployment["spec"]["replicas"] == 0
+
+
+def plain_modelversion(name: str, model: str, run_id: str) -> dict[str, Any]:
+    """One replica, no canary steps: goes live as soon as its pod is ready."""
+    doc = modelversion(name, model, run_id)
+    doc["spec"]["serving"]["replicas"] = 1
+    del doc["spec"]["rollout"]
+    return doc
+
+
+def ready_endpoint_ips(cluster: local.LocalCluster, ns: str, service: str) -> set[str]:
+    slices = get(cluster, ns, "endpointslices", "-l", f"kubernetes.io/service-name={service}")
+    return {
+        address
+        for item in (slices or {"items": []})["items"]
+        for e in item.get("endpoints") or []
+        if (e.get("conditions") or {}).get("ready")
+        for address in e["addresses"]
+    }
+
+
+def test_the_same_model_name_in_two_namespaces_keeps_separate_registry_aliases(
+    cluster: local.LocalCluster,
+    operator: operator_process.Operator,
+    namespace: str,
+    second_namespace: str,
+    mlflow_server: services.Mlflow,
+    logged: Logged,
+) -> None:
+    registry = mlflow_registry.Registry(mlflow_server.uri)
+    model = "shared-name"
+    # Team A promotes run v1, team B promotes run v2, under the same model name.
+    apply(cluster, namespace, plain_modelversion("a-v1", model, logged.runs["v1"]))
+    apply(cluster, second_namespace, plain_modelversion("b-v1", model, logged.runs["v2"]))
+    a = wait_phase(cluster, namespace, "a-v1", "Promoted")
+    b = wait_phase(cluster, second_namespace, "b-v1", "Promoted")
+    assert a["registry"]["name"] == f"{namespace}.{model}"
+    assert b["registry"]["name"] == f"{second_namespace}.{model}"
+    assert registry.alias_version(f"{namespace}.{model}", "champion") == a["registry"]["version"]
+    assert (
+        registry.alias_version(f"{second_namespace}.{model}", "champion")
+        == b["registry"]["version"]
+    )
+    tags_a = registry.version_tags(f"{namespace}.{model}", a["registry"]["version"])
+    tags_b = registry.version_tags(f"{second_namespace}.{model}", b["registry"]["version"])
+    assert tags_a["toque.modelversion"] == f"{namespace}/a-v1"
+    assert tags_b["toque.modelversion"] == f"{second_namespace}/b-v1"
+
+
+def test_deleting_the_live_version_hands_traffic_and_alias_to_the_warm_previous_one(
+    cluster: local.LocalCluster,
+    operator: operator_process.Operator,
+    namespace: str,
+    mlflow_server: services.Mlflow,
+    logged: Logged,
+) -> None:
+    ns = namespace
+    registry = mlflow_registry.Registry(mlflow_server.uri)
+    model = f"deleted-{ns}"
+    apply(cluster, ns, plain_modelversion("v1", model, logged.runs["v1"]))
+    wait_phase(cluster, ns, "v1", "Promoted")
+    apply(cluster, ns, plain_modelversion("v2", model, logged.runs["v2"]))
+    v2 = wait_phase(cluster, ns, "v2", "Promoted")
+    assert status(cluster, ns, "v1")["phase"] == "Superseded"
+    assert registry.alias_version(f"{ns}.{model}", "champion") == v2["registry"]["version"]
+    v1_ips = pod_ips(cluster, ns, "v1")
+    assert v1_ips and not ready_endpoint_ips(cluster, ns, model) & v1_ips
+
+    cluster.kubectl("delete", "modelversion", "v2", "-n", ns, "--wait=true", "--timeout=60s")
+    v1 = status(cluster, ns, "v1")
+    assert v1["phase"] == "Promoted", v1
+    assert v1["registry"]["alias"] == "champion"
+    assert registry.alias_version(f"{ns}.{model}", "champion") == v1["registry"]["version"]
+    # The warm v1 was admitted before v2 went away: its pods take the traffic.
+    wait(cluster, lambda: ready_endpoint_ips(cluster, ns, model) == v1_ips, "v1 in endpoints", 30)
+    assert any(e["reason"] == "Restored" for e in events(cluster, ns, "v1"))
+
+    # Deleting the last version removes the alias instead of leaving it on a dead version.
+    cluster.kubectl("delete", "modelversion", "v1", "-n", ns, "--wait=true", "--timeout=60s")
+    assert registry.alias_version(f"{ns}.{model}", "champion") is None

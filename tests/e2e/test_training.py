@@ -17,6 +17,7 @@ import yaml
 from examples.project import make_dataset
 
 from tests.e2e.helpers import apply, events, get, wait
+from toque.clients import mlflow_registry
 from toque.testing import cluster as local
 from toque.testing import operator_process, services
 from toque.trainer import digest
@@ -44,6 +45,10 @@ def on_local_node(doc: dict[str, Any], **extra_spec: Any) -> dict[str, Any]:
     spec["tolerations"] = [
         {"key": "toque.dev/local-exec", "operator": "Exists", "effect": "NoSchedule"}
     ]
+    serving = (spec.get("promote") or {}).get("serving")
+    if serving is not None:  # the promoted version's servers run for real too
+        serving["nodeSelector"] = dict(spec["nodeSelector"])
+        serving["tolerations"] = copy.deepcopy(spec["tolerations"])
     spec["env"] = [
         {"name": "PYTHONPATH", "value": str(ROOT)},
         {"name": "TOQUE_DEPENDENCY_TIMEOUT", "value": "20"},
@@ -96,6 +101,20 @@ def test_example_trains_tracks_gates_and_promotes(
     assert mv["spec"]["alias"] == "champion"
     reasons = {e["reason"] for e in events(cluster, namespace, name)}
     assert {"GatePassed", "ModelVersionCreated", "Succeeded"} <= reasons
+
+    # promoted: the first version of the model goes live and the alias moves to it
+    def promoted() -> dict[str, Any] | None:
+        obj = get(cluster, namespace, "modelversion", status["modelVersion"])
+        phase = (obj or {}).get("status", {}).get("phase")
+        assert phase not in ("Failed", "RolledBack"), obj["status"]
+        return obj if phase == "Promoted" else None
+
+    live = wait(cluster, promoted, "the ModelVersion to be promoted", 180)["status"]
+    registered = f"{namespace}.breast-cancer-classifier"
+    assert live["registry"] == {"name": registered, "version": "1", "alias": "champion"}
+    assert live["modelDigest"] == status["modelDigest"]
+    registry = mlflow_registry.Registry(mlflow_server.uri)
+    assert registry.alias_version(registered, "champion") == "1"
 
     # MLflow has the run with params, metrics and lineage tags
     run = requests.get(

@@ -111,3 +111,18 @@ def test_template_hash_tracks_the_pod_template_only() -> None:
     key = jobs.TEMPLATE_HASH_ANNOTATION
     assert a["metadata"]["annotations"][key] == b["metadata"]["annotations"][key]
     assert a["metadata"]["annotations"][key] != c["metadata"]["annotations"][key]
+
+
+def test_tracking_uri_credentials_never_reach_the_pod_spec() -> None:
+    from toque.resources import pods as pod_settings
+
+    config = pod_settings.BuildConfig(
+        mlflow_tracking_uri="https://alice:S3cretPw@mlflow.example:5000/prefix",
+        credentials_secret="store-creds",
+    )
+    env = {e["name"]: e for e in pod_settings.store_env(config)}
+    assert env["MLFLOW_TRACKING_URI"]["value"] == "https://mlflow.example:5000/prefix"
+    assert "S3cretPw" not in str(env)
+    password = env["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert password == {"name": "store-creds", "key": "MLFLOW_TRACKING_PASSWORD", "optional": True}
+    assert env["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"]["value"] == "true"

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from toque.api import constants
+from toque.api import modelversion as mv
 from toque.reconcile import analysis as an
 from toque.reconcile import modelversion as decide
 
@@ -80,7 +81,7 @@ def deployment_replicas(p: decide.Plan, name: str) -> int | None:
     return None
 
 
-STEPS = {
+STEPS: dict[str, Any] = {
     "steps": [{"setWeight": 10}, {"setWeight": 50}, {"setWeight": 100}],
     "analysis": {"interval": "10s", "builtins": {"maxErrorRate": 0.05}},
 }
@@ -129,9 +130,7 @@ def canary_status(step: int, **fields: Any) -> dict[str, Any]:
         "phase": "Progressing",
         "currentStep": step,
         "stepStartedAt": "2026-11-27T11:59:00+00:00",
-        "stepsHash": decide.steps_hash(
-            [decide.mv.RolloutStep.model_validate(s) for s in STEPS["steps"]]
-        ),
+        "stepsHash": decide.steps_hash([mv.RolloutStep.model_validate(s) for s in STEPS["steps"]]),
         "stableVersion": "v1",
     }
     return registered("2", **{**base, **fields})
@@ -291,9 +290,7 @@ def test_timed_pause_waits_then_advances_and_an_open_pause_waits_for_resume() ->
         phase="Paused",
         currentStep=1,
         stepStartedAt="2026-11-27T11:59:00+00:00",
-        stepsHash=decide.steps_hash(
-            [decide.mv.RolloutStep.model_validate(s) for s in steps["steps"]]
-        ),
+        stepsHash=decide.steps_hash([mv.RolloutStep.model_validate(s) for s in steps["steps"]]),
     )
     early = plan(stable(), version("v2", status=status, rollout=steps, pods=c))
     assert early.statuses["v2"]["phase"] == "Paused" and early.statuses["v2"]["currentStep"] == 1
@@ -517,3 +514,125 @@ def test_deleting_a_superseded_version_leaves_the_live_one_alone() -> None:
     assert p.statuses["v2"]["phase"] == "Promoted"
     assert p.aliases == [] and p.removed_aliases == []
     assert not [t for t in p.pod_traffic if t[0].startswith("c")]
+
+
+def test_only_an_unregistered_live_version_needs_registration() -> None:
+    assert decide.needs_registration(version("v1"))
+    assert decide.needs_registration(version("v1", status={"phase": "Registering"}))
+    assert not decide.needs_registration(version("v1", status=registered("1")))
+    assert not decide.needs_registration(version("v1", status={"phase": "Failed"}))
+    assert not decide.needs_registration(version("v1", deleting=True))
+
+
+def test_an_unsettled_version_is_looked_at_again_a_settled_one_is_not() -> None:
+    canary = version("v2", status=canary_status(0), rollout=STEPS, pods=[pod("c0", False)])
+    p = plan(stable(), canary)
+    again = decide.look_again(p, "v2")
+    assert again is not None and again[0] == decide.POLL_SECONDS and "Progressing" in again[1]
+    assert decide.look_again(p, "v1") is None  # Promoted
+    gone = decide.look_again(decide.Plan(), "gone")
+    assert gone == (decide.QUEUE_POLL_SECONDS, "new: looking again")
+    paused = decide.Plan(statuses={"v": {"phase": "Paused"}}, requeue_after=600)
+    assert decide.look_again(paused, "v") == (
+        decide.MAX_LOOK_AGAIN_SECONDS,
+        "Paused: looking again",
+    )
+
+
+def test_the_analysis_request_evaluates_prometheus_answers_into_outcomes() -> None:
+    rollout = {
+        **STEPS,
+        "analysis": {
+            "interval": "10s",
+            "builtins": {"maxErrorRate": 0.05},
+            "metrics": [
+                {"name": "bad", "query": "x", "successCondition": "result < 1"},
+                {"name": "quiet", "query": "y", "successCondition": "result < 1"},
+            ],
+        },
+    }
+    canary = version("v2", status=canary_status(0), rollout=rollout, pods=[pod("c0", traffic="on")])
+    request = plan(stable(), canary).analysis
+    assert request is not None and [c.name for c in request.checks] == [
+        an.ERROR_RATE,
+        "bad",
+        "quiet",
+    ]
+    answers = {
+        an.ERROR_RATE: an.Answer(samples={"value": [an.Sample({}, 0.01)]}),
+        "bad": an.Answer(error="parse error at char 3"),
+    }
+    outcomes = decide.outcomes(request, answers)
+    assert outcomes[an.ERROR_RATE].passed is True
+    assert outcomes["bad"].passed is False and outcomes["bad"].message.startswith("bad query")
+    assert "quiet" not in outcomes  # not measured: the plan records it as inconclusive
+    s = plan(stable(), canary, analysis=outcomes).statuses["v2"]
+    assert s["phase"] == "RolledBack" and "bad: bad query" in s["message"]
+
+
+def test_a_check_whose_evaluation_raises_becomes_an_invalid_outcome() -> None:
+    analysis = mv.Analysis.model_construct(
+        interval="10s",
+        failure_limit=0,
+        builtins=mv.BuiltinChecks(max_error_rate=None),
+        metrics=[
+            mv.PrometheusMetric.model_construct(
+                name="m", query="q", success_condition="result < 1.2.3", failure_limit=None
+            )
+        ],
+    )
+    request = decide.AnalysisRequest("v2", 0, [an.Check("m", {"value": "q"}, 0)], analysis)
+    answers = {"m": an.Answer(samples={"value": [an.Sample({}, 0.5)]})}
+    (out,) = decide.outcomes(request, answers).values()
+    assert out.invalid and out.passed is False
+
+
+def test_unknown_and_invalid_status_fields_are_tolerated_and_left_alone() -> None:
+    status = registered("1", phase="Promoted", fromAnOldOperator={"x": 1}, currentStep="two")
+    status["conditions"] = [{"type": "Available"}, {"bogus": True}]
+    s = plan(version("v1", status=status, pods=[pod("a", traffic="on"), pod("b", traffic="on")]))
+    out = s.statuses["v1"]
+    assert out["phase"] == "Promoted" and out["registry"]["version"] == "1"
+    assert "fromAnOldOperator" not in out and "currentStep" not in out  # the patch skips them
+    assert [c["type"] for c in out["conditions"]] == ["Available"]
+
+
+def test_status_patches_clear_fields_with_null_and_write_rfc3339_times() -> None:
+    canary = version(
+        "v2",
+        status=canary_status(3),
+        rollout=STEPS,
+        pods=[pod("c0", traffic="on"), pod("c1", traffic="on")],
+    )
+    old_stable = version(
+        "v1",
+        status={**STABLE, "registry": {"name": MODEL, "version": "1", "alias": "champion"}},
+        pods=[pod("s0", traffic="on")],
+        created="2026-11-27T09:00:00Z",
+    )
+    p = plan(old_stable, canary)
+    new, old = p.statuses["v2"], p.statuses["v1"]
+    assert new["phase"] == "Promoted" and new["stableVersion"] is None
+    assert new["registry"]["alias"] == "champion"
+    assert new["promotedAt"] == "2026-11-27T12:00:00Z"
+    assert old["phase"] == "Superseded"
+    assert "alias" in old["registry"] and old["registry"]["alias"] is None  # merge patch: remove
+    assert dt.datetime.fromisoformat(new["conditions"][0]["lastTransitionTime"]) == NOW
+
+
+def server_args(p: decide.Plan, name: str) -> list[str]:
+    (d,) = [d for d in p.deployments if d["metadata"]["name"] == f"{name}-server"]
+    return list(d["spec"]["template"]["spec"]["containers"][0]["args"])
+
+
+def test_the_server_checks_the_digest_or_runs_unverified_only_when_allowed() -> None:
+    verified = server_args(plan(version("v1", status=registered("1"))), "v1")
+    assert "--expected-digest" in verified and "--allow-unverified" not in verified
+    bare = registered("1", modelDigest=None)
+    lax = version("v1", status=bare)
+    lax = dataclasses.replace(
+        lax, spec={**lax.spec, "source": {"runId": "a" * 32, "allowUnverified": True}}
+    )
+    assert "--allow-unverified" in server_args(plan(lax), "v1")
+    strict = server_args(plan(version("v1", status=bare)), "v1")
+    assert "--allow-unverified" not in strict and "--expected-digest" not in strict

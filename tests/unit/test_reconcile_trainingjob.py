@@ -396,3 +396,40 @@ def test_platform_settings_reach_the_pod() -> None:
         "name": "s3-creds",
         "key": "AWS_SECRET_ACCESS_KEY",
     }
+
+
+def test_unsettled_until_the_run_ends_and_its_gate_has_the_registry() -> None:
+    assert decide.unsettled(decide.Plan(status={"phase": "Running"}))
+    assert decide.unsettled(decide.Plan(status={}))
+    assert not decide.unsettled(decide.Plan(status={"phase": "Succeeded"}))
+    assert not decide.unsettled(decide.Plan(status={"phase": "Suspended"}))
+    assert decide.unsettled(decide.Plan(status={"phase": "Succeeded"}, retry_after=10.0))
+
+
+def test_the_champion_query_names_the_namespaced_model_and_the_alias() -> None:
+    spec = {**GATED, "evaluation": {"mustBeatChampion": {"metric": "m", "alias": "prod"}}}
+    query = decide.champion_query(observed(spec=spec))
+    assert (query.registered_model, query.alias, query.problem) == ("ns.clf", "prod", None)
+    default = decide.champion_query(
+        observed(spec={**spec, "evaluation": {"mustBeatChampion": {"metric": "m"}}})
+    )
+    assert default.alias == "champion"
+    unnamed = decide.champion_query(observed(spec={**SPEC, "evaluation": spec["evaluation"]}))
+    assert unnamed.registered_model is None and unnamed.problem  # never a registry call
+
+
+def test_a_status_from_an_older_operator_is_read_and_its_unknown_keys_left_alone() -> None:
+    job = live_job({"active": 1, "startTime": "2026-11-27T12:00:01Z"})
+    old = {"phase": "Running", "legacyField": {"x": 1}, "attempts": "one", "jobName": "demo"}
+    plan = decide.plan(observed(job=job, pods=[running_pod()], status=old), CONFIG, NOW)
+    assert plan.phase == "Running" and plan.status["attempts"] == 1
+    assert "legacyField" not in plan.status
+
+
+def test_the_completion_time_falls_back_to_the_jobs_condition() -> None:
+    complete = {"type": "Complete", "status": "True", "lastTransitionTime": "2026-11-27T12:05:00Z"}
+    job = live_job({"succeeded": 1, "conditions": [complete]})
+    plan = decide.plan(observed(job=job, status={"phase": "Running"}), CONFIG, NOW)
+    assert plan.status["completionTime"] == "2026-11-27T12:05:00Z"
+    kept = decide.plan(observed(job=job, status=plan.status), CONFIG, LATER)
+    assert kept.status["completionTime"] == "2026-11-27T12:05:00Z"

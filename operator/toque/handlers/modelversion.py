@@ -11,24 +11,24 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import logging
+import functools
 import os
-import time
 from typing import Any
 
 import kopf
+import pydantic
 
 from toque.api import constants
 from toque.api import modelversion as mv
 from toque.clients import kube, mlflow_registry, prometheus
-from toque.handlers import metrics, runtime
+from toque.handlers import cycle, metrics, runtime
+from toque.handlers.cycle import Logger
 from toque.reconcile import analysis as an
+from toque.reconcile import kubestatus, registration
 from toque.reconcile import modelversion as decide
 from toque.resources import names, serving
 
 KIND = "ModelVersion"
-Logger = logging.Logger | logging.LoggerAdapter[Any]
-DIGEST_TAG = "toque.model_digest"
 
 
 def config() -> decide.Config:
@@ -40,22 +40,8 @@ def config() -> decide.Config:
     )
 
 
-def reconcile_model(namespace: str, model: str, logger: Logger) -> decide.Plan:
-    """One observe → decide → act cycle for every version of ``model``."""
-    started = time.monotonic()
-    try:
-        with runtime.lock_for(namespace, f"model:{model}"):
-            plan = _cycle(namespace, model, logger)
-    except Exception as error:
-        metrics.RECONCILES.labels(KIND, "error").inc()
-        metrics.ERRORS.labels(KIND, type(error).__name__).inc()
-        raise
-    metrics.RECONCILES.labels(KIND, "success").inc()
-    metrics.DURATION.labels(KIND).observe(time.monotonic() - started)
-    return plan
-
-
 def _cycle(namespace: str, model: str, logger: Logger) -> decide.Plan:
+    """One observe → decide → act cycle for every version of ``model``."""
     k = runtime.client()
     bodies = [
         b
@@ -72,7 +58,8 @@ def _cycle(namespace: str, model: str, logger: Logger) -> decide.Plan:
     cfg = config()
     plan = decide.plan(observed, cfg, now)
     if plan.analysis is not None:
-        results, error = _analyse(plan.analysis, bodies)
+        answers, error = _query(plan.analysis)
+        results = decide.outcomes(plan.analysis, answers) if error is None else {}
         observed = dataclasses.replace(observed, analysis=results, analysis_error=error)
         plan = decide.plan(observed, cfg, now)
     _act(k, registry, namespace, model, plan, bodies, now, logger)
@@ -108,7 +95,6 @@ def _observe(
 ) -> decide.Version:
     meta = body["metadata"]
     name = str(meta["name"])
-    status = body.get("status") or {}
     deployment = next((d for d in deployments if _owner(d) == name), None)
     version = decide.Version(
         name=name,
@@ -116,14 +102,13 @@ def _observe(
         generation=int(meta.get("generation") or 0),
         created=str(meta.get("creationTimestamp") or ""),
         spec=body.get("spec") or {},
-        status=status,
+        status=body.get("status") or {},
         annotations=meta.get("annotations") or {},
         deployment=deployment,
         pods=_pods_of(pods, name),
         deleting=bool(meta.get("deletionTimestamp")),
     )
-    registered = (status.get("registry") or {}).get("version")
-    if registered or status.get("phase") in decide.TERMINAL or version.deleting:
+    if not decide.needs_registration(version):
         return version
     return _register(k, registry, namespace, version)
 
@@ -134,33 +119,33 @@ def _register(
     namespace: str,
     version: decide.Version,
 ) -> decide.Version:
-    """Resolve the source and register it (idempotent: the registry finds our uid tag)."""
+    """Read what the source needs, let ``reconcile.registration`` resolve it, and register
+    it (idempotent: the registry finds our uid tag)."""
     if registry is None:
         return dataclasses.replace(version, waiting="no MLflow tracking URI configured")
-    source = version.spec.get("source") or {}
-    model = names.registry_name(namespace, str(version.spec.get("model")))
-    tags = {"toque.modelversion": f"{namespace}/{version.name}"}
     try:
-        if source.get("trainingJob"):
-            resolved, problem, waiting = _from_trainingjob(k, namespace, source["trainingJob"])
-            if problem or waiting:
-                return dataclasses.replace(version, error=problem, waiting=waiting)
-            assert resolved is not None
-            tags["toque.trainingjob"] = f"{namespace}/{source['trainingJob']}"
-        elif source.get("runId"):
-            digest = source.get("modelDigest") or registry.run_tags(source["runId"]).get(DIGEST_TAG)
-            resolved = decide.Source(f"runs:/{source['runId']}/model", source["runId"], digest)
-        else:
-            resolved = decide.Source(str(source.get("modelUri")), None, source.get("modelDigest"))
-        if resolved.run_id:
-            # The run's lineage (dataset digests, code revision, image) travels with the
-            # version, so the registry alone answers "what was this trained on".
-            lineage = registry.run_tags(resolved.run_id)
-            tags = {**{k: v for k, v in lineage.items() if k.startswith("toque.")}, **tags}
-        if resolved.digest:
-            tags[DIGEST_TAG] = resolved.digest
+        spec = mv.ModelVersionSpec.model_validate(version.spec)
+    except pydantic.ValidationError:
+        return version  # the plan fails the version and says why
+    source = spec.source
+    model = names.registry_name(namespace, spec.model)
+    try:
+        trainingjob = None
+        if source.training_job:
+            trainingjob = k.get(
+                constants.API_VERSION, "TrainingJob", namespace, source.training_job
+            )
+        run = registration.source_run(source, trainingjob)
+        tags = registry.run_tags(run) if run else None
+        resolution = registration.resolve(source, trainingjob, tags)
+        resolved = resolution.source
+        if resolved is None:
+            return dataclasses.replace(
+                version, error=resolution.problem, waiting=resolution.waiting
+            )
+        version_tags = registration.registry_tags(namespace, version.name, source, resolved, tags)
         number = registry.register(
-            model, resolved.model_uri, resolved.run_id, tags, owner_uid=version.uid
+            model, resolved.model_uri, resolved.run_id, version_tags, owner_uid=version.uid
         )
     except mlflow_registry.RegistryNotFoundError as error:
         return dataclasses.replace(version, error=f"not in MLflow: {error}")
@@ -168,56 +153,29 @@ def _register(
         return dataclasses.replace(version, error=f"the MLflow registry refused it: {error}")
     except mlflow_registry.RegistryUnavailableError as error:
         return dataclasses.replace(version, registry_error=f"MLflow unreachable: {error}")
-    served = decide.Source(f"models:/{model}/{number}", resolved.run_id, resolved.digest)
+    served = dataclasses.replace(resolved, model_uri=f"models:/{model}/{number}")
     return dataclasses.replace(version, source=served, registry_version=number)
 
 
-def _from_trainingjob(
-    k: kube.Kube, namespace: str, name: str
-) -> tuple[decide.Source | None, str | None, str | None]:
-    """(source, permanent problem, reason to wait)."""
-    tj = k.get(constants.API_VERSION, "TrainingJob", namespace, name)
-    if tj is None:
-        return None, None, f"TrainingJob {name} does not exist (yet)"
-    status = tj.get("status") or {}
-    phase = status.get("phase")
-    if phase == "Failed":
-        return None, f"TrainingJob {name} failed: {status.get('message') or ''}".strip(), None
-    if phase != "Succeeded" or not status.get("modelUri"):
-        return None, None, f"waiting for TrainingJob {name} to succeed (phase {phase or '-'})"
-    for c in status.get("conditions") or []:
-        if c.get("type") == "GatePassed" and c.get("status") == "False":
-            return None, f"TrainingJob {name} did not pass its evaluation gate", None
-    source = decide.Source(
-        str(status["modelUri"]), status.get("mlflowRunId"), status.get("modelDigest")
-    )
-    return source, None, None
-
-
-def _analyse(
-    request: decide.AnalysisRequest, bodies: list[dict[str, Any]]
-) -> tuple[dict[str, an.Outcome], str | None]:
-    body = next(b for b in bodies if b["metadata"]["name"] == request.version)
-    spec = mv.ModelVersionSpec.model_validate(body["spec"])
-    assert spec.rollout is not None and spec.rollout.analysis is not None
+def _query(request: decide.AnalysisRequest) -> tuple[dict[str, an.Answer], str | None]:
+    """Prometheus's answers to every check's queries, or why Prometheus could not answer."""
     client = prometheus.Prometheus(os.environ.get("TOQUE_PROMETHEUS_URL") or "")
-    outcomes: dict[str, an.Outcome] = {}
+    answers: dict[str, an.Answer] = {}
     for check in request.checks:
-        results: dict[str, list[an.Sample]] = {}
+        samples: dict[str, list[an.Sample]] = {}
         try:
             for role, query in check.queries.items():
-                results[role] = [
+                samples[role] = [
                     an.Sample(labels=dict(s.labels), value=float(s.value))
                     for s in client.query(query)
                 ]
         except prometheus.PrometheusUnavailableError as error:
             return {}, f"Prometheus unreachable: {error}"
         except prometheus.PrometheusQueryError as error:
-            # A query Prometheus refuses stays refused: that is a failed check, not a wait.
-            outcomes[check.name] = an.Outcome(check.name, False, None, f"bad query: {error}")
+            answers[check.name] = an.Answer(error=str(error))
             continue
-        outcomes[check.name] = an.evaluate_safely(check, results, spec.rollout.analysis)
-    return outcomes, None
+        answers[check.name] = an.Answer(samples=samples)
+    return answers, None
 
 
 def _act(
@@ -261,14 +219,16 @@ def _act(
     by_name = {b["metadata"]["name"]: b for b in bodies}
     for name, status in plan.statuses.items():
         body = by_name.get(name)
-        if body is None or status == (body.get("status") or {}):
+        if body is None:
+            continue
+        metrics.MODELVERSION_PHASES.set(namespace, name, status.get("phase"))
+        if not kubestatus.changes(status, body.get("status")):
             continue
         try:
             k.patch_status(constants.API_VERSION, KIND, namespace, name, status)
         except kube.ApiException as error:
             if not kube.is_not_found(error):
                 raise
-        metrics.MODELVERSION_PHASES.set(namespace, name, status.get("phase"))
     for event in plan.events:
         body = by_name.get(event.version)
         if body is None:
@@ -279,31 +239,30 @@ def _act(
             logger.warning("could not post event %s: %s", event.reason, error.reason)
 
 
-def _retrying(
-    namespace: str, name: str, model: str, logger: Any, retry: int, deleting: bool = False
-) -> None:
-    try:
-        plan = reconcile_model(namespace, model, logger)
-    except mlflow_registry.RegistryUnavailableError as error:
-        raise kopf.TemporaryError(f"MLflow unreachable: {error}", delay=10) from error
-    except Exception as error:
-        if kube.is_transient(error):
-            raise kopf.TemporaryError(f"API server: {error}", delay=5) from error
-        raise
-    phase = (plan.statuses.get(name) or {}).get("phase")
-    if not deleting and phase in decide.UNSETTLED:
-        delay = plan.requeue_after or decide.QUEUE_POLL_SECONDS
-        raise kopf.TemporaryError(f"{phase or 'new'}: looking again", delay=min(delay, 30))
+def _target(namespace: str, model: str) -> cycle.Target:
+    # One lock per model: every cycle decides for all its versions at once.
+    return cycle.Target(KIND, namespace, f"model:{model}")
+
+
+def _settle(namespace: str, name: str, model: str, logger: Logger) -> cycle.LookAgain | None:
+    plan = _cycle(namespace, model, logger)
+    again = decide.look_again(plan, name)
+    return cycle.LookAgain(*again) if again else None
 
 
 @kopf.on.resume(constants.GROUP, constants.VERSION, "modelversions", retries=None, backoff=5)
 @kopf.on.create(constants.GROUP, constants.VERSION, "modelversions", retries=None, backoff=5)
 @kopf.on.update(constants.GROUP, constants.VERSION, "modelversions", retries=None, backoff=5)
 def on_modelversion(**kwargs: Any) -> None:
-    spec = kwargs["spec"]
-    _retrying(
-        kwargs["namespace"], kwargs["name"], str(spec["model"]), kwargs["logger"], kwargs["retry"]
+    namespace, name, logger = kwargs["namespace"], kwargs["name"], kwargs["logger"]
+    model = str(kwargs["spec"]["model"])
+    cycle.retrying(
+        _target(namespace, model), functools.partial(_settle, namespace, name, model, logger)
     )
+
+
+def _deleted(namespace: str, model: str, logger: Logger) -> None:
+    _cycle(namespace, model, logger)  # settled once traffic and alias have moved
 
 
 # Not optional: kopf keeps a finalizer on every ModelVersion, because the registry alias
@@ -311,15 +270,10 @@ def on_modelversion(**kwargs: Any) -> None:
 # deleted live version's pods go away.
 @kopf.on.delete(constants.GROUP, constants.VERSION, "modelversions", retries=None, backoff=5)
 def on_modelversion_deleted(**kwargs: Any) -> None:
-    _retrying(
-        kwargs["namespace"],
-        kwargs["name"],
-        str(kwargs["spec"].get("model")),
-        kwargs["logger"],
-        kwargs["retry"],
-        deleting=True,
-    )
-    metrics.MODELVERSION_PHASES.set(kwargs["namespace"], kwargs["name"], None)
+    namespace, logger = kwargs["namespace"], kwargs["logger"]
+    model = str(kwargs["spec"].get("model"))
+    cycle.retrying(_target(namespace, model), functools.partial(_deleted, namespace, model, logger))
+    metrics.MODELVERSION_PHASES.set(namespace, kwargs["name"], None)
 
 
 def _model_of(body: Any) -> str | None:
@@ -342,9 +296,8 @@ def on_serving_deployment(**kwargs: Any) -> None:
         _best_effort(kwargs["namespace"], model, kwargs["logger"])
 
 
-def _best_effort(namespace: str, model: str, logger: Any) -> None:
+def _best_effort(namespace: str, model: str, logger: Logger) -> None:
     """Child events are frequent and the version's own handler retries, so errors only log."""
-    try:
-        reconcile_model(namespace, model, logger)
-    except Exception as error:  # logged; the next trigger retries
-        logger.warning("reconcile of model %s/%s failed: %s", namespace, model, error)
+    cycle.best_effort(
+        _target(namespace, model), functools.partial(_cycle, namespace, model, logger), logger
+    )

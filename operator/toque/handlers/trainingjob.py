@@ -9,59 +9,35 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
-import logging
-import time
 from typing import Any
 
 import kopf
 
 from toque.api import constants
 from toque.clients import kube, mlflow_registry
-from toque.handlers import metrics, runtime
+from toque.handlers import cycle, metrics, runtime
+from toque.handlers.cycle import Logger
+from toque.reconcile import kubestatus
 from toque.reconcile import trainingjob as decide
-from toque.resources import names
 from toque.resources import trainingjob_job as jobs
 
 KIND = "TrainingJob"
-Logger = logging.Logger | logging.LoggerAdapter[Any]
 MUTABLE_FIELD_MANAGER = f"{constants.FIELD_MANAGER}-mutable"
-# An unsettled run is re-checked every 5 s for its first minute, then every 15 s.
 FAST_CHECKS = 12
 
 
-def reconcile(namespace: str, name: str, logger: Logger) -> bool:
-    """One observe → decide → act cycle; raises on errors so the caller can retry.
-
-    Returns True while the run is not settled (not finished, or its gate still waits for the
-    registry): some changes raise no watch event here (the Job controller reports pod
-    creation failures only as Events; the registry is outside the cluster), so the caller
-    looks again.
-    """
-    started = time.monotonic()
-    try:
-        with runtime.lock_for(namespace, name):
-            waiting = _cycle(namespace, name, logger)
-    except Exception as error:
-        metrics.RECONCILES.labels(KIND, "error").inc()
-        metrics.ERRORS.labels(KIND, type(error).__name__).inc()
-        raise
-    else:
-        metrics.RECONCILES.labels(KIND, "success").inc()
-        return waiting
-    finally:
-        metrics.DURATION.labels(KIND).observe(time.monotonic() - started)
-
-
-def _cycle(namespace: str, name: str, logger: Logger) -> bool:
+def _cycle(namespace: str, name: str, logger: Logger) -> decide.Plan | None:
+    """One observe → decide → act cycle; None when there is nothing to do (gone, deleted)."""
     k = runtime.client()
     body = k.get(constants.API_VERSION, KIND, namespace, name)
     if body is None:
         metrics.TRAININGJOB_PHASES.set(namespace, name, None)
-        return False
+        return None
     meta = body["metadata"]
     if meta.get("deletionTimestamp"):
-        return False  # the garbage collector removes the Job through its ownerReference
+        return None  # the garbage collector removes the Job through its ownerReference
     job = k.get("batch/v1", "Job", namespace, jobs.job_name(name))
     pods = k.list_objects(
         "v1", "Pod", namespace, f"{constants.LABEL_TRAININGJOB_UID}={meta['uid']}"
@@ -98,7 +74,7 @@ def _cycle(namespace: str, name: str, logger: Logger) -> bool:
         # The API server refused the Job (an admission rule, an unknown PriorityClass...):
         # the spec must change, retrying the same request would not help.
         plan = decide.rejected(observed, plan, _api_message(error), now)
-    if plan.status != observed.status:
+    if kubestatus.changes(plan.status, observed.status):
         k.patch_status(constants.API_VERSION, KIND, namespace, name, plan.status)
     for event in plan.events:
         try:
@@ -106,20 +82,20 @@ def _cycle(namespace: str, name: str, logger: Logger) -> bool:
         except kube.ApiException as error:  # an Event is not worth failing the cycle
             logger.warning("could not post event %s: %s", event.reason, error.reason)
     metrics.TRAININGJOB_PHASES.set(namespace, name, plan.phase)
-    return plan.phase not in ("Succeeded", "Failed", "Suspended") or bool(plan.retry_after)
+    return plan
 
 
 def _with_champion(observed: decide.Observed) -> decide.Observed:
     """The observation plus the registry's champion (or why it could not be read)."""
-    rule = observed.spec["evaluation"]["mustBeatChampion"]
-    model = (observed.spec.get("model") or {}).get("name")
     uri = runtime.build_config().mlflow_tracking_uri
-    if not uri or not model:
-        error = "no MLflow tracking URI configured" if not uri else "spec.model.name is unset"
-        return dataclasses.replace(observed, champion_error=error)
+    if not uri:
+        return dataclasses.replace(observed, champion_error="no MLflow tracking URI configured")
+    query = decide.champion_query(observed)
+    if query.registered_model is None:
+        return dataclasses.replace(observed, champion_error=query.problem)
     try:
-        registered = names.registry_name(observed.namespace, model)
-        champion = mlflow_registry.Registry(uri).champion(registered, rule.get("alias", "champion"))
+        registry = mlflow_registry.Registry(uri)
+        champion = registry.champion(query.registered_model, query.alias)
     except mlflow_registry.RegistryUnavailableError as error:
         return dataclasses.replace(observed, champion_error=str(error))
     return dataclasses.replace(observed, champion=champion)
@@ -132,27 +108,29 @@ def _api_message(error: kube.ApiException) -> str:
         return str(error.reason)
 
 
-def _retrying(namespace: str, name: str, logger: Any, retry: int) -> None:
-    try:
-        waiting = reconcile(namespace, name, logger)
-    except kube.ApiException as error:
-        if kube.is_transient(error):
-            raise kopf.TemporaryError(
-                f"API server: {error.status} {error.reason}", delay=5
-            ) from error
-        raise
-    except OSError as error:
-        raise kopf.TemporaryError(f"API server unreachable: {error}", delay=5) from error
-    if waiting:
-        delay = 5 if retry < FAST_CHECKS else 15
-        raise kopf.TemporaryError("run not settled yet; looking again", delay=delay)
+def _target(namespace: str, name: str) -> cycle.Target:
+    return cycle.Target(KIND, namespace, name)
+
+
+def _settle(namespace: str, name: str, logger: Logger, retry: int) -> cycle.LookAgain | None:
+    """The cycle, and when to look again: some changes raise no watch event here (the Job
+    controller reports pod creation failures only as Events; the registry is outside the
+    cluster). An unsettled run is looked at every 5 s for its first minute, then every 15 s.
+    """
+    plan = _cycle(namespace, name, logger)
+    if plan is None or not decide.unsettled(plan):
+        return None
+    delay = 5.0 if retry < FAST_CHECKS else 15.0
+    return cycle.LookAgain(delay, "run not settled yet; looking again")
 
 
 @kopf.on.resume(constants.GROUP, constants.VERSION, "trainingjobs", retries=None, backoff=5)
 @kopf.on.create(constants.GROUP, constants.VERSION, "trainingjobs", retries=None, backoff=5)
 @kopf.on.update(constants.GROUP, constants.VERSION, "trainingjobs", retries=None, backoff=5)
 def on_trainingjob(**kwargs: Any) -> None:
-    _retrying(kwargs["namespace"], kwargs["name"], kwargs["logger"], kwargs["retry"])
+    namespace, name = kwargs["namespace"], kwargs["name"]
+    settle = functools.partial(_settle, namespace, name, kwargs["logger"], kwargs["retry"])
+    cycle.retrying(_target(namespace, name), settle)
 
 
 @kopf.on.delete(constants.GROUP, constants.VERSION, "trainingjobs", optional=True)
@@ -183,9 +161,8 @@ def on_pod_event(**kwargs: Any) -> None:
         _best_effort(kwargs["namespace"], owner, kwargs["logger"])
 
 
-def _best_effort(namespace: str, name: str, logger: Any) -> None:
+def _best_effort(namespace: str, name: str, logger: Logger) -> None:
     """Child events are frequent and the next one or a resume retries, so errors only log."""
-    try:
-        reconcile(namespace, name, logger)
-    except Exception as error:  # logged; the next trigger retries
-        logger.warning("reconcile of TrainingJob %s/%s failed: %s", namespace, name, error)
+    cycle.best_effort(
+        _target(namespace, name), functools.partial(_cycle, namespace, name, logger), logger
+    )

@@ -1,7 +1,8 @@
 """Canary analysis: the PromQL each check runs and how its answer becomes pass/fail. Pure.
 
 ``reconcile.modelversion`` asks for an analysis when one is due; ``handlers.modelversion``
-runs the ``queries`` against Prometheus and hands the raw samples back to ``evaluate``. A
+runs the ``queries`` against Prometheus and hands the raw samples (or the error Prometheus
+gave for a query) back to ``evaluate_all``. A
 check with no data (no traffic yet, a series not scraped yet) is inconclusive: it neither
 passes nor counts as a failure, so a quiet canary waits instead of being promoted blind.
 """
@@ -191,6 +192,34 @@ def evaluate_safely(
     except Exception as error:  # any bug or bad input in one check must not stall the model
         message = f"cannot evaluate the check: {type(error).__name__}: {error}"
         return Outcome(check.name, False, None, message, invalid=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """What Prometheus answered for one check: its samples by query role, or the error of
+    a query it refused."""
+
+    samples: Mapping[str, Sequence[Sample]] = dataclasses.field(default_factory=dict)
+    error: str | None = None
+
+
+def evaluate_all(
+    checks: Sequence[Check], answers: Mapping[str, Answer], analysis: mv.Analysis
+) -> dict[str, Outcome]:
+    """The outcome of every answered check (an unanswered one is left out: not measured).
+
+    A query Prometheus refused stays refused: a failed check, not a wait. Never raises.
+    """
+    out: dict[str, Outcome] = {}
+    for check in checks:
+        answer = answers.get(check.name)
+        if answer is None:
+            continue
+        if answer.error is not None:
+            out[check.name] = Outcome(check.name, False, None, f"bad query: {answer.error}")
+        else:
+            out[check.name] = evaluate_safely(check, answer.samples, analysis)
+    return out
 
 
 def satisfies(condition: str, value: float) -> bool:

@@ -27,6 +27,7 @@ from toque.api import conditions as cond
 from toque.api import constants, schema
 from toque.api import modelversion as mv
 from toque.reconcile import analysis as an
+from toque.reconcile import kubestatus, registration
 from toque.resources import names, pods, serving
 
 REGISTERED = "Registered"
@@ -43,15 +44,12 @@ MAX_ANALYSIS_RUNS = 100
 STABLE_REFERENCE_SECONDS = 3600
 POLL_SECONDS = 3.0
 QUEUE_POLL_SECONDS = 10.0
+# The longest a handler waits before it looks at an unsettled version again.
+MAX_LOOK_AGAIN_SECONDS = 30.0
+_EPOCH = dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
-@dataclasses.dataclass(frozen=True)
-class Source:
-    """Where a version's model lives, resolved from its spec by the handler."""
-
-    model_uri: str
-    run_id: str | None
-    digest: str | None
+Source = registration.Source
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +61,8 @@ class Version:
     generation: int
     created: str
     spec: dict[str, Any]
+    # As observed (JSON); the plan reads it as ``mv.ModelVersionStatus`` and writes back
+    # the merge-patch form of that model in ``Plan.statuses``.
     status: dict[str, Any]
     annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
     deployment: dict[str, Any] | None = None
@@ -105,13 +105,23 @@ class Event:
 
 @dataclasses.dataclass(frozen=True)
 class AnalysisRequest:
+    """The checks to measure now: the handler runs their ``queries`` and hands the answers
+    to ``outcomes``."""
+
     version: str
     step: int
     checks: Sequence[an.Check]
+    spec: mv.Analysis
+
+
+def outcomes(request: AnalysisRequest, answers: Mapping[str, an.Answer]) -> dict[str, an.Outcome]:
+    """Every check's verdict from what Prometheus answered (never raises)."""
+    return an.evaluate_all(request.checks, answers, request.spec)
 
 
 @dataclasses.dataclass
 class Plan:
+    # Status merge patches by version (``kubestatus.dump``: null clears a field).
     statuses: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     deployments: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     services: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -131,13 +141,32 @@ class Plan:
         self.requeue_after = min(self.requeue_after or seconds, seconds)
 
 
+def needs_registration(v: Version) -> bool:
+    """Whether the handler must resolve the version's source and register it in MLflow."""
+    if v.deleting:
+        return False
+    status = kubestatus.parse(mv.ModelVersionStatus, v.status)
+    registered = status.registry is not None and bool(status.registry.version)
+    return not registered and status.phase not in TERMINAL
+
+
+def look_again(plan: Plan, name: str) -> tuple[float, str] | None:
+    """(seconds, why) until the handler of version ``name`` must look again, or None when
+    it is settled: an unsettled rollout changes with time and pods, not only with events."""
+    phase = (plan.statuses.get(name) or {}).get("phase")
+    if phase not in UNSETTLED:
+        return None
+    delay = min(plan.requeue_after or QUEUE_POLL_SECONDS, MAX_LOOK_AGAIN_SECONDS)
+    return delay, f"{phase or 'new'}: looking again"
+
+
 class _State:
     """Mutable view of one version's status while the plan is made."""
 
     def __init__(self, v: Version, now: dt.datetime) -> None:
         self.v = v
-        self.data = dict(v.status)
-        self.conditions = cond.find_all(v.status)
+        self.status = kubestatus.parse(mv.ModelVersionStatus, v.status)
+        self.conditions = list(self.status.conditions)
         self.now = now
         self.spec: mv.ModelVersionSpec | None
         try:
@@ -150,33 +179,43 @@ class _State:
         self.replicas = 0
 
     @property
-    def phase(self) -> str | None:
-        value = self.data.get("phase")
-        return value if isinstance(value, str) else None
+    def phase(self) -> mv.Phase | None:
+        return self.status.phase
 
     def set(self, type_: str, status: cond.ConditionStatus, reason: str, message: str) -> None:
         self.conditions = cond.set_condition(
             self.conditions, type_, status, reason, message, self.v.generation, self.now
         )
 
-    def to_phase(self, phase: str, message: str) -> None:
-        self.data["phase"] = phase
-        self.data["message"] = message
+    def to_phase(self, phase: mv.Phase, message: str) -> None:
+        self.status.phase = phase
+        self.status.message = message
+
+    @property
+    def message(self) -> str:
+        return self.status.message or ""
 
     @property
     def registry_version(self) -> str | None:
-        reg = self.data.get("registry") or {}
-        value = reg.get("version")
-        return str(value) if value else None
+        reg = self.status.registry
+        return reg.version if reg and reg.version else None
+
+    def set_alias(self, alias: str | None) -> None:
+        """The registry alias this version holds (None: written as null, so it is removed)."""
+        registry = (
+            self.status.registry.model_copy() if self.status.registry else mv.RegistryStatus()
+        )
+        registry.alias = alias
+        self.status.registry = registry
 
     @property
     def replicas_wanted(self) -> int:
         return self.spec.serving.replicas if self.spec and self.spec.serving else 1
 
     def finish(self) -> dict[str, Any]:
-        self.data["observedGeneration"] = self.v.generation
-        self.data["conditions"] = [c.to_kube() for c in self.conditions]
-        return self.data
+        self.status.observed_generation = self.v.generation
+        self.status.conditions = self.conditions
+        return kubestatus.dump(self.status)
 
 
 def steps_hash(steps: Sequence[mv.RolloutStep]) -> str:
@@ -256,9 +295,9 @@ def broken(v: Version) -> str | None:
 
 def _action(v: Version, state: _State) -> str | None:
     value = v.annotations.get(constants.ANNOTATION_ACTION)
-    if not value or value == state.data.get("lastAction"):
+    if not value or value == state.status.last_action:
         return None
-    state.data["lastAction"] = value
+    state.status.last_action = value
     return value.split(":", 1)[0].strip().lower()
 
 
@@ -298,10 +337,10 @@ class _Planner:
             return
         if v.registry_version and v.source:
             registered = names.registry_name(self.o.namespace, s.spec.model)
-            s.data["registry"] = {"name": registered, "version": v.registry_version}
-            s.data["modelUri"] = v.source.model_uri
-            s.data["modelDigest"] = v.source.digest
-            s.data["runId"] = v.source.run_id
+            s.status.registry = mv.RegistryStatus(name=registered, version=v.registry_version)
+            s.status.model_uri = v.source.model_uri
+            s.status.model_digest = v.source.digest
+            s.status.run_id = v.source.run_id
             s.set(
                 REGISTERED,
                 "True",
@@ -321,7 +360,7 @@ class _Planner:
 
     def find_roles(self) -> None:
         promoted = [s for s in self.states.values() if s.phase == "Promoted"]
-        promoted.sort(key=lambda s: str(s.data.get("promotedAt") or ""))
+        promoted.sort(key=lambda s: kubestatus.utc(s.status.promoted_at) or _EPOCH)
         for extra in promoted[:-1]:  # never more than one stable; the latest promotion wins
             extra.to_phase("Superseded", f"superseded by {promoted[-1].v.name}")
         self.stable = promoted[-1] if promoted else None
@@ -343,7 +382,7 @@ class _Planner:
             if s is not self.stable:
                 continue
             self.stable = None
-            previous = self.states.get(str(s.data.get("previous") or ""))
+            previous = self.states.get(s.status.previous or "")
             alias = s.spec.alias if s.spec else None
             usable = (
                 previous is not None
@@ -354,11 +393,11 @@ class _Planner:
             if previous is not None and usable:
                 why = f"serving again: the live version {s.v.name} was deleted"
                 previous.to_phase("Promoted", why)
-                previous.data["promotedAt"] = self.now.isoformat()
+                previous.status.promoted_at = self.now
                 previous.set(AVAILABLE, "True", "Restored", why)
                 if alias and previous.registry_version:
                     self.plan.aliases.append((alias, previous.registry_version))
-                    previous.data["registry"] = {**previous.data["registry"], "alias": alias}
+                    previous.set_alias(alias)
                 self.event(previous, "Normal", "Restored", why)
                 self.stable = previous
             elif alias:
@@ -381,7 +420,7 @@ class _Planner:
                 self.event(s, "Warning", "ActionIgnored", message)
 
     def rollback_stable(self, s: _State) -> None:
-        previous = self.states.get(str(s.data.get("previous") or ""))
+        previous = self.states.get(s.status.previous or "")
         if self.active is not None:
             message = f"rollback refused: the rollout of {self.active.v.name} runs; abort it first"
             self.event(s, "Warning", "ActionIgnored", message)
@@ -392,11 +431,11 @@ class _Planner:
         s.to_phase("RolledBack", f"rolled back by hand to {previous.v.name}")
         s.set(PROGRESSING, "False", "RolledBack", f"traffic returned to {previous.v.name}")
         previous.to_phase("Promoted", f"serving again after the rollback of {s.v.name}")
-        previous.data["promotedAt"] = self.now.isoformat()
+        previous.status.promoted_at = self.now
         if s.spec and s.spec.alias:
             self.plan.aliases.append((s.spec.alias, previous.registry_version))
-            previous.data["registry"] = {**previous.data["registry"], "alias": s.spec.alias}
-            s.data["registry"] = {**s.data["registry"], "alias": None}
+            previous.set_alias(s.spec.alias)
+            s.set_alias(None)
         self.event(s, "Warning", "RolledBack", f"rolled back by hand to {previous.v.name}")
         self.event(previous, "Normal", "Restored", f"serving again after {s.v.name}")
         self.stable = previous
@@ -412,16 +451,14 @@ class _Planner:
             if s.phase in ("Pending", "Registering", None) and s.registry_version and s.spec:
                 steps = (s.spec.rollout.steps if s.spec.rollout else None) or []
                 s.to_phase("Progressing", "starting")
-                s.data.update(
-                    currentStep=0,
-                    stepStartedAt=self.now.isoformat(),
-                    stepsHash=steps_hash(steps),
-                    failureCounts={},
-                    analysisRuns=[],
-                    lastAnalysisAt=None,
-                    stableVersion=self.stable.v.name if self.stable else None,
-                    canaryWeight=0,
-                )
+                s.status.current_step = 0
+                s.status.step_started_at = self.now
+                s.status.steps_hash = steps_hash(steps)
+                s.status.failure_counts = {}
+                s.status.analysis_runs = []
+                s.status.last_analysis_at = None
+                s.status.stable_version = self.stable.v.name if self.stable else None
+                s.status.canary_weight = 0
                 s.set(QUEUED, "False", "Started", "the rollout started")
                 what = f"canary against {self.stable.v.name}" if self.stable else "first version"
                 self.event(s, "Normal", "RolloutStarted", what)
@@ -447,7 +484,7 @@ class _Planner:
             return
         verb = self.verbs.pop(s.v.name, None)
         if verb in ("abort", "rollback"):
-            phase = "Aborted" if verb == "abort" else "RolledBack"
+            phase: mv.Phase = "Aborted" if verb == "abort" else "RolledBack"
             self.end_canary(s, phase, f"{verb} by hand", "Manual")
             return
         problem = broken(s.v)
@@ -460,14 +497,15 @@ class _Planner:
         steps = (s.spec.rollout.steps if s.spec.rollout else None) or [
             mv.RolloutStep(set_weight=100)
         ]
-        if s.data.get("stepsHash") != steps_hash(steps):
-            s.data.update(currentStep=0, stepsHash=steps_hash(steps))
-            s.data["stepStartedAt"] = self.now.isoformat()
+        if s.status.steps_hash != steps_hash(steps):
+            s.status.current_step = 0
+            s.status.steps_hash = steps_hash(steps)
+            s.status.step_started_at = self.now
             self.event(s, "Normal", "StepsChanged", "the steps changed: starting again at step 0")
-        index = int(s.data.get("currentStep") or 0)
+        index = s.status.current_step or 0
         if verb == "promote":
             index = len(steps)
-            s.data["currentStep"] = index
+            s.status.current_step = index
         elif verb == "resume" and index < len(steps) and steps[index].pause is not None:
             index = self.advance(s, index)
         while True:
@@ -481,7 +519,7 @@ class _Planner:
             wanted = canary_replicas(s.replicas_wanted, weight)
             if ready < wanted:
                 s.to_phase("Progressing", f"step {index}: {ready}/{wanted} canary pods ready")
-                s.set(PROGRESSING, "True", "ScalingCanary", s.data["message"])
+                s.set(PROGRESSING, "True", "ScalingCanary", s.message)
                 self.plan.wake(POLL_SECONDS)
                 return
             verdict = self.analyse(s, index)
@@ -492,14 +530,14 @@ class _Planner:
                     index = self.advance(s, index)
                     continue
                 s.to_phase("Progressing", f"step {index}: weight {weight}%, analysing")
-                s.set(PROGRESSING, "True", "Analysing", s.data["message"])
+                s.set(PROGRESSING, "True", "Analysing", s.message)
                 return
             pause = step.pause or mv.PauseStep()
             if pause.duration is None:
                 s.to_phase("Paused", f"step {index}: paused until promoted or resumed")
-                s.set(PROGRESSING, "True", "PausedByStep", s.data["message"])
+                s.set(PROGRESSING, "True", "PausedByStep", s.message)
                 return
-            started = _time(s.data.get("stepStartedAt")) or self.now
+            started = kubestatus.utc(s.status.step_started_at) or self.now
             left = (started - self.now).total_seconds() + schema.duration_seconds(pause.duration)
             if left > 0:
                 s.to_phase("Paused", f"step {index}: paused, {math.ceil(left)}s left")
@@ -509,15 +547,15 @@ class _Planner:
             index = self.advance(s, index)
 
     def advance(self, s: _State, index: int) -> int:
-        s.data["currentStep"] = index + 1
-        s.data["stepStartedAt"] = self.now.isoformat()
+        s.status.current_step = index + 1
+        s.status.step_started_at = self.now
         self.event(s, "Normal", "StepCompleted", f"step {index} done")
         return index + 1
 
     def set_weight(self, s: _State, weight: int) -> None:
-        if s.data.get("canaryWeight") != weight:
+        if s.status.canary_weight != weight:
             self.event(s, "Normal", "WeightSet", f"canary weight {weight}%")
-        s.data["canaryWeight"] = weight
+        s.status.canary_weight = weight
         s.weight = weight
         s.replicas = canary_replicas(s.replicas_wanted, weight)
 
@@ -540,28 +578,28 @@ class _Planner:
         assert s.spec is not None
         old = self.stable
         s.to_phase("Promoted", why)
-        s.data["promotedAt"] = self.now.isoformat()
-        s.data["previous"] = old.v.name if old else None
-        s.data["stableVersion"] = None
+        s.status.promoted_at = self.now
+        s.status.previous = old.v.name if old else None
+        s.status.stable_version = None
         s.set(PROGRESSING, "False", "Promoted", why)
         s.set(AVAILABLE, "True", "Serving", "takes all the model's traffic")
-        registry = dict(s.data.get("registry") or {})
         if s.spec.alias and s.registry_version:
             self.plan.aliases.append((s.spec.alias, s.registry_version))
-            registry["alias"] = s.spec.alias
-        s.data["registry"] = registry
+            s.set_alias(s.spec.alias)
+        elif s.status.registry is None:
+            s.status.registry = mv.RegistryStatus()
         self.event(s, "Normal", "Promoted", why)
         if old is not None:
             old.to_phase("Superseded", f"superseded by {s.v.name}; kept warm for a rollback")
-            old.data["registry"] = {**(old.data.get("registry") or {}), "alias": None}
+            old.set_alias(None)
             old.set(AVAILABLE, "False", "Superseded", f"{s.v.name} takes the traffic")
             self.event(old, "Normal", "Superseded", f"superseded by {s.v.name}")
         self.stable = s
         self.active = None
 
-    def end_canary(self, s: _State, phase: str, why: str, reason: str) -> None:
+    def end_canary(self, s: _State, phase: mv.Phase, why: str, reason: str) -> None:
         s.to_phase(phase, why)
-        s.data["canaryWeight"] = 0
+        s.status.canary_weight = 0
         s.weight = 0
         s.replicas = 0
         s.set(PROGRESSING, "False", reason, why)
@@ -578,8 +616,8 @@ class _Planner:
         if spec is None:
             return "none"
         interval = schema.duration_seconds(spec.interval)
-        last = _time(s.data.get("lastAnalysisAt"))
-        started = _time(s.data.get("stepStartedAt")) or self.now
+        last = kubestatus.utc(s.status.last_analysis_at)
+        started = kubestatus.utc(s.status.step_started_at) or self.now
         since = max(started, last) if last else started
         due_in = (since - self.now).total_seconds() + interval
         results = self.results
@@ -588,7 +626,7 @@ class _Planner:
             return "waiting"
         assert self.stable is not None
         window = int(max(interval, self.config.min_window_seconds))
-        live_since = _time(self.stable.data.get("promotedAt")) or self.now
+        live_since = kubestatus.utc(self.stable.status.promoted_at) or self.now
         reference = min((self.now - live_since).total_seconds(), STABLE_REFERENCE_SECONDS)
         target = an.Target(
             namespace=self.o.namespace,
@@ -604,10 +642,10 @@ class _Planner:
                 s.set(ANALYSIS, "Unknown", "NoPrometheus", "the operator has no Prometheus URL")
                 self.plan.wake(interval)
                 return "waiting"
-            self.plan.analysis = AnalysisRequest(s.v.name, index, checks)
+            self.plan.analysis = AnalysisRequest(s.v.name, index, checks, spec)
             return "waiting"
         self.results = None
-        s.data["lastAnalysisAt"] = self.now.isoformat()
+        s.status.last_analysis_at = self.now
         self.plan.wake(interval)
         if self.o.analysis_error:
             s.set(ANALYSIS, "Unknown", "PrometheusUnavailable", self.o.analysis_error)
@@ -617,8 +655,8 @@ class _Planner:
     def record(
         self, s: _State, index: int, checks: Sequence[an.Check], results: Mapping[str, an.Outcome]
     ) -> str:
-        runs = list(s.data.get("analysisRuns") or [])
-        counts = dict(s.data.get("failureCounts") or {})
+        runs = list(s.status.analysis_runs or [])
+        counts = dict(s.status.failure_counts or {})
         failed: list[str] = []
         pending: list[str] = []
         invalid = [
@@ -628,16 +666,13 @@ class _Planner:
         ]
         for check in checks:
             out = results.get(check.name) or an.Outcome(check.name, None, None, "not measured")
-            run: dict[str, Any] = {
-                "step": index,
-                "check": check.name,
-                "message": out.message[:1000],
-                "time": self.now.isoformat(),
-            }
+            run = mv.AnalysisRun(
+                step=index, check=check.name, message=out.message[:1000], time=self.now
+            )
             if out.passed is not None:
-                run["passed"] = out.passed
+                run.passed = out.passed
             if out.value is not None and math.isfinite(out.value):
-                run["value"] = out.value
+                run.value = out.value
             runs.append(run)
             if out.passed is None:
                 pending.append(f"{check.name}: {out.message}")
@@ -645,8 +680,8 @@ class _Planner:
                 counts[check.name] = counts.get(check.name, 0) + 1
                 if counts[check.name] > check.failure_limit:
                     failed.append(f"{check.name}: {out.message}")
-        s.data["analysisRuns"] = runs[-MAX_ANALYSIS_RUNS:]
-        s.data["failureCounts"] = counts
+        s.status.analysis_runs = runs[-MAX_ANALYSIS_RUNS:]
+        s.status.failure_counts = counts
         if invalid:
             # Retrying cannot fix a check that cannot be evaluated: stop with the reason.
             why = f"analysis cannot run at step {index}: " + "; ".join(invalid)
@@ -671,10 +706,10 @@ class _Planner:
 
     def serving_objects(self) -> None:
         stable, active = self.stable, self.active
-        warm = str(stable.data.get("previous") or "") if stable else ""
+        warm = (stable.status.previous or "") if stable else ""
         owners: list[serving.Owner] = []
         for s in self.states.values():
-            if not s.registry_version or s.spec is None or not s.data.get("modelUri"):
+            if not s.registry_version or s.spec is None or not s.status.model_uri:
                 continue
             if s.v.deleting:
                 continue  # the garbage collector removes its Deployment with it
@@ -691,8 +726,9 @@ class _Planner:
             served = serving.Served(
                 model=s.spec.model,
                 registry_version=s.registry_version,
-                model_uri=str(s.data["modelUri"]),
-                digest=s.data.get("modelDigest"),
+                model_uri=s.status.model_uri,
+                digest=s.status.model_digest,
+                allow_unverified=s.spec.source.allow_unverified,
             )
             self.plan.deployments.append(
                 serving.deployment(owner, s.spec, served, replicas, self.config.build)
@@ -748,15 +784,15 @@ class _Planner:
             ready_now = sum(1 for p in _live_pods(active.v) if _ready(p))
             wanted = canary_replicas(active.replicas_wanted, active.weight)
             self.canary_route_weight = route_weight(active.weight, ready_now, wanted)
-            active.data["actualCanaryWeight"] = self.canary_route_weight
+            active.status.actual_canary_weight = self.canary_route_weight
         elif active is not None and stable is not None:
             total = canary_ready + stable_on
-            active.data["actualCanaryWeight"] = round(100 * canary_ready / total) if total else 0
+            active.status.actual_canary_weight = round(100 * canary_ready / total) if total else 0
         elif active is not None:
-            active.data["actualCanaryWeight"] = 100 if canary_ready else 0
+            active.status.actual_canary_weight = 100 if canary_ready else 0
         if stable is not None:
-            stable.data["actualCanaryWeight"] = None
-            stable.data["canaryWeight"] = None
+            stable.status.actual_canary_weight = None
+            stable.status.canary_weight = None
 
     def route(self, owners: list[serving.Owner]) -> None:
         stable, active = self.stable, self.active
@@ -809,18 +845,6 @@ def _weight_at(steps: Sequence[mv.RolloutStep], index: int) -> int:
         if step.set_weight is not None:
             return step.set_weight
     return 0
-
-
-def _time(value: Any) -> dt.datetime | None:
-    if not value:
-        return None
-    if isinstance(value, dt.datetime):
-        return value
-    text = str(value).replace("Z", "+00:00")
-    try:
-        return dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
 
 
 def plan(observed: Observed, config: Config, now: dt.datetime) -> Plan:

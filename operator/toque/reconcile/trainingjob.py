@@ -16,9 +16,9 @@ import pydantic
 from toque.api import conditions as cond
 from toque.api import trainingjob as tj
 from toque.api import trainresult
-from toque.reconcile import gate
+from toque.reconcile import gate, kubestatus
 from toque.resources import modelversion as mvs
-from toque.resources import pods
+from toque.resources import names, pods
 from toque.resources import trainingjob_job as jobs
 
 TERMINAL = ("Succeeded", "Failed")
@@ -56,7 +56,7 @@ class Observed:
     uid: str
     generation: int
     spec: dict[str, Any]
-    status: dict[str, Any]
+    status: dict[str, Any]  # as observed; read as ``tj.TrainingJobStatus``
     job: dict[str, Any] | None
     pods: list[dict[str, Any]]
     # Warning Events the Job controller posted on the Job (FailedCreate: quota, admission...),
@@ -86,6 +86,7 @@ class Plan:
     apply_model_version: dict[str, Any] | None = None
     # Seconds after which the handler should look again (the registry was unreachable).
     retry_after: float | None = None
+    # The status merge patch (``kubestatus.dump`` of ``tj.TrainingJobStatus``).
     status: dict[str, Any] = dataclasses.field(default_factory=dict)
     events: list[Event] = dataclasses.field(default_factory=list)
 
@@ -95,14 +96,20 @@ class Plan:
         return value if isinstance(value, str) else None
 
 
+def unsettled(plan: Plan) -> bool:
+    """Whether the handler must look again: the run is not finished, or its gate still
+    waits for the registry (no watch event says when either changes)."""
+    return plan.phase not in ("Succeeded", "Failed", "Suspended") or bool(plan.retry_after)
+
+
 class _Status:
     """Mutable builder over the previous status, so untouched fields survive."""
 
-    def __init__(self, old: dict[str, Any], generation: int, now: dt.datetime) -> None:
-        self.data = dict(old)
+    def __init__(self, old: tj.TrainingJobStatus, generation: int, now: dt.datetime) -> None:
+        self.status = old.model_copy(deep=True)
         self.now = now
         self.generation = generation
-        self.conditions = cond.find_all(old)
+        self.conditions = list(old.conditions)
 
     def set(self, type_: str, status: cond.ConditionStatus, reason: str, message: str) -> None:
         self.conditions = cond.set_condition(
@@ -112,12 +119,12 @@ class _Status:
     def get(self, type_: str) -> cond.Condition | None:
         return cond.find(self.conditions, type_)
 
-    def finish(self, phase: str, message: str) -> dict[str, Any]:
-        self.data["phase"] = phase
-        self.data["message"] = message
-        self.data["observedGeneration"] = self.generation
-        self.data["conditions"] = [c.to_kube() for c in self.conditions]
-        return self.data
+    def finish(self, phase: tj.Phase, message: str) -> dict[str, Any]:
+        self.status.phase = phase
+        self.status.message = message
+        self.status.observed_generation = self.generation
+        self.status.conditions = self.conditions
+        return kubestatus.dump(self.status)
 
 
 def _job_condition(job: dict[str, Any], type_: str) -> dict[str, Any] | None:
@@ -187,44 +194,45 @@ def _phase_events(old_phase: str | None, new_phase: str, message: str) -> list[E
     return [Event(kind, new_phase, message or f"TrainingJob is {new_phase}")]
 
 
-def _invalid(obs: Observed, st: _Status, error: pydantic.ValidationError) -> Plan:
+def _invalid(old: tj.TrainingJobStatus, st: _Status, error: pydantic.ValidationError) -> Plan:
     problems = "; ".join(
         f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
     )
     message = f"invalid spec: {problems}"
     st.set(FAILED, "True", "InvalidSpec", message)
     status = st.finish("Failed", message)
-    events = _phase_events(obs.status.get("phase"), "Failed", message)
+    events = _phase_events(old.phase, "Failed", message)
     return Plan(status=status, events=events)
 
 
 def plan(obs: Observed, config: pods.BuildConfig, now: dt.datetime) -> Plan:
     """Everything the handler must do for this TrainingJob in this cycle."""
     now = now.replace(microsecond=0)
-    st = _Status(obs.status, obs.generation, now)
-    old_phase = obs.status.get("phase")
+    old = kubestatus.parse(tj.TrainingJobStatus, obs.status)
+    st = _Status(old, obs.generation, now)
+    old_phase = old.phase
     try:
         spec = tj.TrainingJobSpec.model_validate(obs.spec)
     except pydantic.ValidationError as error:
-        return _invalid(obs, st, error)
+        return _invalid(old, st, error)
 
     owner = jobs.Owner(obs.name, obs.namespace, obs.uid)
     desired = jobs.build_job(owner, spec, config)
     name = desired["metadata"]["name"]
-    st.data["jobName"] = name
+    st.status.job_name = name
     out = Plan()
 
     if obs.job is None:
-        if old_phase in TERMINAL:
+        if old_phase == "Succeeded" or old_phase == "Failed":
             # Its Job was removed after finishing (ttlSecondsAfterFinished or by hand): the
             # run is over, and re-running it would be a surprise.
-            return Plan(status=st.finish(old_phase, obs.status.get("message") or ""))
+            return Plan(status=st.finish(old_phase, old.message or ""))
         out.create_job = desired
         st.set(JOB_CREATED, "True", "Created", f"Job {name} created")
         st.set(SPEC_APPLIED, "True", "Applied", "the Job matches the spec")
-        if JOB_CREATED not in {c.type for c in cond.find_all(obs.status)}:
+        if cond.find(old.conditions, JOB_CREATED) is None:
             out.events.append(Event("Normal", "JobCreated", f"created Job {name}"))
-        phase = "Suspended" if spec.suspend else "Pending"
+        phase: tj.Phase = "Suspended" if spec.suspend else "Pending"
         if spec.suspend:
             st.set(SUSPENDED, "True", "Suspended", "spec.suspend is true")
         message = "waiting for the Job's pod" if not spec.suspend else "suspended"
@@ -237,7 +245,7 @@ def plan(obs: Observed, config: pods.BuildConfig, now: dt.datetime) -> Plan:
         message = f"a Job named {name} exists and is not owned by this TrainingJob"
         st.set(JOB_CREATED, "False", "NameConflict", message)
         out.status = st.finish("Pending", message)
-        previous = cond.find(cond.find_all(obs.status), JOB_CREATED)
+        previous = cond.find(old.conditions, JOB_CREATED)
         if previous is None or previous.reason != "NameConflict":
             out.events.append(Event("Warning", "NameConflict", message))
         return out
@@ -269,14 +277,15 @@ def plan(obs: Observed, config: pods.BuildConfig, now: dt.datetime) -> Plan:
             "spec": wanted,
         }
 
-    for key, source in (("startTime", "startTime"), ("completionTime", "completionTime")):
-        if job_status.get(source):
-            st.data[key] = job_status[source]
+    if job_status.get("startTime"):
+        st.status.start_time = kubestatus.parse_time(job_status["startTime"])
+    if job_status.get("completionTime"):
+        st.status.completion_time = kubestatus.parse_time(job_status["completionTime"])
     # The Job's counters lag its SuccessCriteriaMet/FailureTarget conditions (pods are
     # counted once their finalizers are processed); the pods themselves are there already.
     counted = sum(int(job_status.get(k) or 0) for k in ("active", "failed", "succeeded"))
     counted += sum(len(v) for v in (job_status.get("uncountedTerminatedPods") or {}).values())
-    st.data["attempts"] = max(counted, len(obs.pods))
+    st.status.attempts = max(counted, len(obs.pods))
 
     phase, message = _derive_phase(job, obs.pods, obs.job_warnings, spec, st)
     _transient_failures(obs.pods, phase, st)
@@ -291,7 +300,29 @@ def plan(obs: Observed, config: pods.BuildConfig, now: dt.datetime) -> Plan:
 def needs_champion(obs: Observed) -> bool:
     """Whether the handler must read the registry before deciding (a pure look at specs)."""
     rule = (obs.spec.get("evaluation") or {}).get("mustBeatChampion")
-    return bool(rule) and not obs.status.get("gate")
+    return bool(rule) and not kubestatus.parse(tj.TrainingJobStatus, obs.status).gate
+
+
+@dataclasses.dataclass(frozen=True)
+class ChampionQuery:
+    """Which registry alias the gate compares with, or why it cannot be asked."""
+
+    registered_model: str | None
+    alias: str
+    problem: str | None = None
+
+
+def champion_query(obs: Observed) -> ChampionQuery:
+    """The registered model and alias of ``mustBeatChampion`` (called when ``needs_champion``)."""
+    try:
+        spec = tj.TrainingJobSpec.model_validate(obs.spec)
+    except pydantic.ValidationError:
+        return ChampionQuery(None, "champion", "invalid spec")
+    rule = spec.evaluation.must_beat_champion if spec.evaluation else None
+    alias = rule.alias if rule else "champion"
+    if spec.model is None:
+        return ChampionQuery(None, alias, "spec.model.name is unset")
+    return ChampionQuery(names.registry_name(obs.namespace, spec.model.name), alias)
 
 
 def _succeeded_message(pods: list[dict[str, Any]]) -> str | None:
@@ -305,21 +336,21 @@ def _succeeded_message(pods: list[dict[str, Any]]) -> str | None:
 
 def _record_result(pods: list[dict[str, Any]], st: _Status) -> None:
     """Copy the trainer's result (termination message) into status, once."""
-    if st.data.get("mlflowRunId"):
+    if st.status.mlflow_run_id:
         return
     message = _succeeded_message(pods)
     result = trainresult.decode(message) if message else None
     if result is None:
         return
-    st.data["mlflowRunId"] = result.run_id
+    st.status.mlflow_run_id = result.run_id
     if result.model_uri:
-        st.data["modelUri"] = result.model_uri
+        st.status.model_uri = result.model_uri
     if result.model_digest:
-        st.data["modelDigest"] = result.model_digest
-    st.data["metrics"] = dict(sorted(result.metrics.items()))
-    st.data["datasets"] = [d.model_dump() for d in result.datasets]
+        st.status.model_digest = result.model_digest
+    st.status.metrics = dict(sorted(result.metrics.items()))
+    st.status.datasets = [tj.DatasetDigest(ref=d.ref, digest=d.digest) for d in result.datasets]
     if result.code_revision:
-        st.data["codeRevision"] = result.code_revision
+        st.status.code_revision = result.code_revision
 
 
 def _transient_failures(pods: list[dict[str, Any]], phase: str, st: _Status) -> None:
@@ -344,9 +375,9 @@ def _transient_failures(pods: list[dict[str, Any]], phase: str, st: _Status) -> 
 
 
 def _gate_and_promote(obs: Observed, spec: tj.TrainingJobSpec, st: _Status, out: Plan) -> None:
-    if not st.data.get("mlflowRunId"):
+    if not st.status.mlflow_run_id:
         return
-    if not st.data.get("gate"):
+    if not st.status.gate:
         if spec.evaluation and spec.evaluation.must_beat_champion and obs.champion is None:
             st.set(
                 GATE_PASSED,
@@ -356,8 +387,8 @@ def _gate_and_promote(obs: Observed, spec: tj.TrainingJobSpec, st: _Status, out:
             )
             out.retry_after = 10.0
             return
-        result = gate.evaluate(spec.evaluation, st.data.get("metrics") or {}, obs.champion)
-        st.data["gate"] = result.to_kube()
+        result = gate.evaluate(spec.evaluation, st.status.metrics or {}, obs.champion)
+        st.status.gate = result
         failed = [r for r in result.results if not r.passed]
         if failed:
             text = "; ".join(f"{r.rule}: {r.message}" for r in failed)
@@ -371,16 +402,16 @@ def _gate_and_promote(obs: Observed, spec: tj.TrainingJobSpec, st: _Status, out:
                 f"{len(result.results)} rule(s) passed" if result.results else "no rules",
             )
             out.events.append(Event("Normal", "GatePassed", "evaluation gate passed"))
-    if not (st.data["gate"] or {}).get("passed"):
+    if not (st.status.gate and st.status.gate.passed):
         return
     owner = jobs.Owner(obs.name, obs.namespace, obs.uid)
-    manifest = mvs.build(owner, spec, st.data.get("mlflowRunId"))
+    manifest = mvs.build(owner, spec, st.status.mlflow_run_id)
     if manifest is None:
         return
     name = manifest["metadata"]["name"]
-    if st.data.get("modelVersion") != name:
+    if st.status.model_version != name:
         out.apply_model_version = manifest
-        st.data["modelVersion"] = name
+        st.status.model_version = name
         st.set(MODEL_VERSION, "True", "Created", f"ModelVersion {name} created")
         out.events.append(Event("Normal", "ModelVersionCreated", f"created ModelVersion {name}"))
 
@@ -391,7 +422,7 @@ def _derive_phase(
     warnings: list[dict[str, Any]],
     spec: tj.TrainingJobSpec,
     st: _Status,
-) -> tuple[str, str]:
+) -> tuple[tj.Phase, str]:
     """Phase and message from the Job's conditions and its pods; sets conditions on ``st``."""
     job_status = job.get("status") or {}
     if pods:
@@ -401,7 +432,8 @@ def _derive_phase(
     if complete:
         st.set(SUCCEEDED, "True", "Completed", "the training pod finished successfully")
         st.set(RUNNING, "False", "Completed", "the run finished")
-        st.data.setdefault("completionTime", complete.get("lastTransitionTime"))
+        if st.status.completion_time is None:
+            st.status.completion_time = kubestatus.parse_time(complete.get("lastTransitionTime"))
         return "Succeeded", "training finished"
     if failed:
         reason = str(failed.get("reason") or "JobFailed")
@@ -411,8 +443,8 @@ def _derive_phase(
             message = f"{message}; last attempt: {detail}"
         st.set(FAILED, "True", reason, message)
         st.set(RUNNING, "False", reason, "the run stopped")
-        if not st.data.get("completionTime"):
-            st.data["completionTime"] = failed.get("lastTransitionTime")
+        if st.status.completion_time is None:
+            st.status.completion_time = kubestatus.parse_time(failed.get("lastTransitionTime"))
         return "Failed", message
     if spec.suspend or _job_condition(job, "Suspended"):
         st.set(SUSPENDED, "True", "Suspended", "spec.suspend is true")
@@ -448,9 +480,10 @@ def _derive_phase(
 
 def rejected(obs: Observed, planned: Plan, message: str, now: dt.datetime) -> Plan:
     """The plan after the API server refused to create or update the Job."""
-    st = _Status(planned.status, obs.generation, now.replace(microsecond=0))
+    old = kubestatus.parse(tj.TrainingJobStatus, planned.status)
+    st = _Status(old, obs.generation, now.replace(microsecond=0))
     text = f"the API server refused the Job: {message}"
     st.set(JOB_CREATED if planned.create_job else SPEC_APPLIED, "False", "JobRejected", text)
-    phase = "Pending" if planned.create_job else str(planned.status.get("phase") or "Pending")
+    phase: tj.Phase = "Pending" if planned.create_job else (old.phase or "Pending")
     status = st.finish(phase, text)
     return Plan(status=status, events=[Event("Warning", "JobRejected", text)])

@@ -8,6 +8,7 @@ servers), so both meet the ``restricted`` Pod Security Standard the same way.
 from __future__ import annotations
 
 import dataclasses
+import urllib.parse
 from typing import Any
 
 from toque.api import common
@@ -78,24 +79,37 @@ def pod_security() -> dict[str, Any]:
     }
 
 
+def _without_userinfo(url: str | None) -> str | None:
+    if not url:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
 def store_env(config: BuildConfig) -> list[dict[str, Any]]:
     """MLflow and S3 settings; credentials only through Secret refs (the operator never
-    reads them)."""
+    reads them). A tracking URI's ``user:password@`` never reaches a pod spec: pods get the
+    bare URI and MLflow's username/password from the credentials Secret when it has them."""
     plain = {
-        "MLFLOW_TRACKING_URI": config.mlflow_tracking_uri,
+        "MLFLOW_TRACKING_URI": _without_userinfo(config.mlflow_tracking_uri),
         "TOQUE_S3_ENDPOINT": config.s3_endpoint,
         "MLFLOW_S3_ENDPOINT_URL": config.s3_endpoint,
         "TOQUE_DATA_BUCKET": config.data_bucket,
+        # MLflow prints run and model URLs to stdout; logs are not the place for them.
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+        "MLFLOW_PRINT_MODEL_URLS_ON_CREATION": "false",
     }
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in plain.items() if v]
     if config.credentials_secret:
-        env += [
-            {
-                "name": key,
-                "valueFrom": {"secretKeyRef": {"name": config.credentials_secret, "key": key}},
-            }
-            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-        ]
+        required = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        optional = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+        for key in (*required, *optional):
+            ref: dict[str, Any] = {"name": config.credentials_secret, "key": key}
+            if key in optional:
+                ref["optional"] = True
+            env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
     return env
 
 

@@ -105,6 +105,9 @@ class Served:
     registry_version: str
     model_uri: str
     digest: str | None
+    # The user opted out of the digest check (spec.source.allowUnverified); without a digest
+    # and without this, the server refuses to load (and unpickle) the model.
+    allow_unverified: bool = False
 
 
 def deployment(
@@ -133,6 +136,8 @@ def deployment(
     ]
     if served.digest:
         args += ["--expected-digest", served.digest]
+    elif served.allow_unverified:
+        args += ["--allow-unverified"]
     if config.data_bucket:
         args += ["--sample-bucket", config.data_bucket]
     if serving.sample_rate is not None:

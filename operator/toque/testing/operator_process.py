@@ -23,31 +23,49 @@ NAMESPACE = "toque-system"
 SERVICE_ACCOUNT = "toque-operator"
 
 
-def install_rbac_and_kubeconfig(c: local.LocalCluster, chart: pathlib.Path) -> pathlib.Path:
-    """Apply the chart's ServiceAccount and RBAC; return a kubeconfig with its token."""
-    c.kubectl("create", "namespace", NAMESPACE, check=False)
+def install_rbac_and_kubeconfig(
+    c: local.LocalCluster,
+    chart: pathlib.Path,
+    release: str = "toque",
+    namespace: str = NAMESPACE,
+    watch_namespaces: list[str] | None = None,
+) -> pathlib.Path:
+    """Apply the chart's ServiceAccount and RBAC; return a kubeconfig with its token.
+
+    With ``watch_namespaces`` the chart renders one Role per namespace instead of the
+    ClusterRole (``operator.watchNamespaces``), as a platform team installing it that way.
+    """
+    c.kubectl("create", "namespace", namespace, check=False)
+    values = []
+    if watch_namespaces:
+        values = ["--set", "operator.watchNamespaces={" + ",".join(watch_namespaces) + "}"]
     rendered = c.helm(
         "template",
-        "toque",
+        release,
         str(chart),
         "--namespace",
-        NAMESPACE,
+        namespace,
+        *values,
         "--show-only",
         "templates/serviceaccount.yaml",
         "--show-only",
         "templates/rbac.yaml",
     )
-    c.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=rendered)
-    token = c.kubectl(
-        "create", "token", SERVICE_ACCOUNT, "-n", NAMESPACE, "--duration=24h"
-    ).stdout.strip()
+    c.kubectl("apply", "-n", namespace, "-f", "-", stdin=rendered)
+    account = service_account(release)
+    token = c.kubectl("create", "token", account, "-n", namespace, "--duration=24h").stdout.strip()
     admin = yaml.safe_load(c.kubeconfig.read_text())
-    admin["users"] = [{"name": SERVICE_ACCOUNT, "user": {"token": token}}]
-    admin["contexts"][0]["context"]["user"] = SERVICE_ACCOUNT
-    path = c.workdir / "operator.kubeconfig"
+    admin["users"] = [{"name": account, "user": {"token": token}}]
+    admin["contexts"][0]["context"]["user"] = account
+    path = c.workdir / f"{release}-operator.kubeconfig"
     path.write_text(yaml.safe_dump(admin))
     path.chmod(0o600)
     return path
+
+
+def service_account(release: str) -> str:
+    """The chart's ServiceAccount name for a release (``<release>-operator``)."""
+    return f"{release}-operator"
 
 
 class Operator:
@@ -60,7 +78,9 @@ class Operator:
         detached: bool = False,
         runtime_image: str | None = None,
         env: dict[str, str] | None = None,
+        namespaces: list[str] | None = None,
     ) -> None:
+        self.namespaces = list(namespaces or [])
         self.runtime_image = runtime_image
         self.extra_env = env or {}
         self.cluster = c
@@ -70,6 +90,11 @@ class Operator:
         self.health_port = local.free_port()
         self.process: processes.Process | None = None
         self.starts = 0
+
+    @property
+    def log_path(self) -> pathlib.Path:
+        suffix = f"-{self.namespaces[0]}" if self.namespaces else ""
+        return self.cluster.workdir / "logs" / f"operator{suffix}.log"
 
     @property
     def metrics_url(self) -> str:
@@ -84,7 +109,7 @@ class Operator:
             **({"TOQUE_RUNTIME_IMAGE": self.runtime_image} if self.runtime_image else {}),
             **self.extra_env,
         }
-        log = self.cluster.workdir / "logs" / "operator.log"
+        log = self.log_path
         self.process = processes.Process(
             "operator",
             [
@@ -95,6 +120,7 @@ class Operator:
                 "--standalone",
                 f"--metrics-port={self.metrics_port}",
                 f"--liveness=http://127.0.0.1:{self.health_port}/healthz",
+                *(f"--namespace={ns}" for ns in self.namespaces),
             ],
             log,
             env=env,
