@@ -1,8 +1,9 @@
 """``toque serve`` as a process against the real MLflow and MinIO of the session fixtures.
 
 One forest server is shared by the module (predictions, 4xx/413, metrics, samples); a
-pyfunc server covers the generic path (500 on a failing model) and SIGTERM draining; a
-third start proves a digest mismatch exits 3 without ever listening.
+pyfunc server started with ``--allow-unverified`` covers the generic path (a 500 that names
+only a request id, the detail in the log) and SIGTERM draining; further starts prove that a
+digest mismatch, or no digest at all, exits 3 without ever listening.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from toque.core import digest
 from toque.serving import bins
 from toque.testing import cluster as local
 from toque.testing import services
-from toque.trainer import digest
 
 # MLflow warns about its own type-hint inference while logging; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -232,8 +233,18 @@ def test_metrics_and_samples(served: Served, minio: services.Minio) -> None:
     assert {"mean radius", "prediction", "timestamp"} <= set(sample.columns)
 
 
-def test_digest_mismatch_exits_3_and_never_listens(served: Served, tmp_path: pathlib.Path) -> None:
-    log = tmp_path / "mismatch.log"
+@pytest.mark.parametrize(
+    ("flags", "reason"),
+    [
+        (["--expected-digest", "sha256:" + "0" * 64], "digest mismatch"),
+        ([], "no expected digest"),
+    ],
+    ids=["mismatch", "no-digest"],
+)
+def test_unverifiable_models_exit_3_and_never_listen(
+    served: Served, tmp_path: pathlib.Path, flags: list[str], reason: str
+) -> None:
+    log = tmp_path / "refused.log"
     url, proc = _start(
         served.env,
         log,
@@ -243,19 +254,22 @@ def test_digest_mismatch_exits_3_and_never_listens(served: Served, tmp_path: pat
         MODEL,
         "--version",
         "1",
-        "--expected-digest",
-        "sha256:" + "0" * 64,
+        *flags,
     )
     answered = False
-    while proc.poll() is None:
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and not answered and time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(url + "/healthz", timeout=1):
                 answered = True
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.1)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(30)
     assert proc.returncode == 3, log.read_text()[-2000:]
     assert not answered
-    assert "digest mismatch" in log.read_text()
+    assert reason in log.read_text()
 
 
 class Flaky:
@@ -268,7 +282,7 @@ class Flaky:
         return model_input["x"] * 2
 
 
-def test_pyfunc_errors_are_500_and_sigterm_drains(
+def test_pyfunc_errors_are_500_with_a_request_id_and_sigterm_drains(
     served: Served, mlflow_server: services.Mlflow, minio: services.Minio, tmp_path: pathlib.Path
 ) -> None:
     import cloudpickle
@@ -298,6 +312,7 @@ def test_pyfunc_errors_are_500_and_sigterm_drains(
         "1",
         "--drain-seconds",
         "1",
+        "--allow-unverified",
     )
     try:
         _wait_ready(url, proc, log)
@@ -307,7 +322,12 @@ def test_pyfunc_errors_are_500_and_sigterm_drains(
         )
         assert ok == (200, {"predictions": [4.0]})
         status, answer = _post(url + "/invocations", {"inputs": {"x": [-1.0], "delay": [0.0]}})
-        assert status == 500 and "negative x" in answer["error"]
+        assert status == 500 and answer["error"] == "internal error"
+        request_id = answer["request_id"]
+        assert "negative x" not in json.dumps(answer)
+        logged = log.read_text()
+        assert f"request_id={request_id}" in logged and "negative x" in logged
+        assert "without verifying" in logged
         with urllib.request.urlopen(url + "/metrics") as response:
             assert 'code="500",endpoint="invocations"' in response.read().decode()
         slow: list[Any] = []

@@ -41,13 +41,13 @@ def test_thresholds() -> None:
 def test_champion_rule() -> None:
     spec = rules(mustBeatChampion={"metric": "val_f1", "minDelta": 0.01})
     assert gate.evaluate(spec, METRICS, None).passed  # nobody to beat
-    assert gate.evaluate(spec, METRICS, gate.Champion(None, {})).passed
-    beaten = gate.evaluate(spec, METRICS, gate.Champion("3", {"val_f1": 0.94}))
+    assert gate.evaluate(spec, METRICS, tj.Champion(None, {})).passed
+    beaten = gate.evaluate(spec, METRICS, tj.Champion("3", {"val_f1": 0.94}))
     assert beaten.passed and "v3" in beaten.results[0].message
-    lost = gate.evaluate(spec, METRICS, gate.Champion("3", {"val_f1": 0.955}))
+    lost = gate.evaluate(spec, METRICS, tj.Champion("3", {"val_f1": 0.955}))
     assert not lost.passed  # better, but not by minDelta
     lower = rules(mustBeatChampion={"metric": "val_f1", "direction": "minimize"})
-    assert gate.evaluate(lower, METRICS, gate.Champion("1", {"val_f1": 0.97})).passed
+    assert gate.evaluate(lower, METRICS, tj.Champion("1", {"val_f1": 0.97})).passed
 
 
 def test_overfitting_gap() -> None:

@@ -126,3 +126,12 @@ def test_tracking_uri_credentials_never_reach_the_pod_spec() -> None:
     password = env["MLFLOW_TRACKING_PASSWORD"]["valueFrom"]["secretKeyRef"]
     assert password == {"name": "store-creds", "key": "MLFLOW_TRACKING_PASSWORD", "optional": True}
     assert env["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"]["value"] == "true"
+
+
+def test_yaml_number_quantities_are_written_as_kubernetes_writes_them() -> None:
+    from toque.resources import pods as pod_settings
+
+    assert pod_settings.quantity(0.5) == "0.5"
+    assert pod_settings.quantity(1e9) == "1000000000"
+    assert pod_settings.quantity(2) == "2"
+    assert pod_settings.quantity("500m") == "500m"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pathlib
 
-from toque.trainer import digest
+from toque.core import digest
 
 
 def test_the_digest_ignores_mlflows_download_note_but_not_the_model(tmp_path: pathlib.Path) -> None:

@@ -37,7 +37,12 @@ def test_deployment_serves_the_registry_version_with_its_digest() -> None:
     assert container["ports"] == [{"name": "http", "containerPort": 9000, "protocol": "TCP"}]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     secrets = [e for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})]
-    assert {e["name"] for e in secrets} == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert {e["name"] for e in secrets} == {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "MLFLOW_TRACKING_USERNAME",
+        "MLFLOW_TRACKING_PASSWORD",
+    }
 
 
 def test_serving_pods_are_restricted_and_start_out_of_traffic() -> None:
@@ -82,3 +87,21 @@ def test_the_model_service_selects_admitted_pods_of_the_model() -> None:
         constants.LABEL_TRAFFIC: "on",
     }
     assert svc["metadata"]["ownerReferences"][0]["controller"] is False
+
+
+def test_a_version_without_digest_is_served_unverified_only_when_the_user_opted_out() -> None:
+    from toque.api import modelversion as mv_api
+    from toque.resources import pods as pod_settings
+    from toque.resources import serving as builder
+
+    owner = builder.Owner("m-v1", "ns", "uid-1")
+    spec = mv_api.ModelVersionSpec.model_validate(
+        {"model": "m", "source": {"modelUri": "s3://models/m", "allowUnverified": True}}
+    )
+    config = pod_settings.BuildConfig()
+    plain = builder.Served("m", "1", "models:/ns.m/1", None)
+    opted = builder.Served("m", "1", "models:/ns.m/1", None, allow_unverified=True)
+    args_plain = builder.deployment(owner, spec, plain, 1, config)["spec"]["template"]["spec"]
+    args_opted = builder.deployment(owner, spec, opted, 1, config)["spec"]["template"]["spec"]
+    assert "--allow-unverified" not in args_plain["containers"][0]["args"]
+    assert "--allow-unverified" in args_opted["containers"][0]["args"]

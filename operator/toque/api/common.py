@@ -1,38 +1,31 @@
-"""Types shared by several kinds: compute resources, scheduling, env vars, pod metadata."""
+"""Types shared by several kinds: compute resources and pod metadata (the Kubernetes core
+types they build on are in ``kubetypes``)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any
 
 import pydantic
 
-from toque.api import constants, schema
+from toque.api import constants, kubetypes, schema
+
+# The names the builders and the operator import from here.
+Toleration = kubetypes.Toleration
+EnvVar = kubetypes.EnvVar
+EnvVarSource = kubetypes.EnvVarSource
+SecretKeySelector = kubetypes.KeySelector
 
 
-class ComputeResources(schema.KubeModel):
+class ComputeResources(schema.SpecModel):
     """CPU, memory and GPUs for one pod; GPUs go to requests and limits alike."""
 
-    model_config = pydantic.ConfigDict(
-        json_schema_extra=schema.rules(
-            schema.cel(
-                schema.positive_quantity_rule("cpu"),
-                "cpu must be a quantity greater than zero",
-                ".cpu",
-            ),
-            schema.cel(
-                schema.positive_quantity_rule("memory"),
-                "memory must be a quantity greater than zero",
-                ".memory",
-            ),
-        )
-    )
-
-    cpu: schema.Quantity | None = pydantic.Field(
-        default=None, description="CPU request, e.g. 500m or 2. Must be above zero."
-    )
-    memory: schema.Quantity | None = pydantic.Field(
+    cpu: kubetypes.PositiveQuantity | None = pydantic.Field(
         default=None,
-        description="Memory request and limit, e.g. 512Mi or 4Gi. Must be above zero.",
+        description="CPU request: a quantity above zero such as 500m, 0.5 or 2.",
+    )
+    memory: kubetypes.PositiveQuantity | None = pydantic.Field(
+        default=None,
+        description="Memory request and limit: a quantity above zero such as 512Mi, 4Gi or 1e9.",
     )
     gpu: int | None = pydantic.Field(
         default=None,
@@ -45,81 +38,31 @@ class ComputeResources(schema.KubeModel):
         pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)"
         r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
         max_length=253,
-        description="Extended resource name of the GPU device plugin.",
+        description="Extended resource name of the GPU device plugin, e.g. nvidia.com/gpu.",
     )
 
 
-class Toleration(schema.KubeModel):
-    """A pod toleration, as ``core/v1.Toleration``."""
-
-    model_config = pydantic.ConfigDict(
-        json_schema_extra=schema.rules(
-            schema.cel(
-                "!has(self.operator) || self.operator != 'Exists' || !has(self.value)",
-                "value must be empty when operator is Exists",
-                ".value",
-            ),
-            schema.cel(
-                "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
-                "tolerationSeconds is only valid with effect NoExecute",
-                ".tolerationSeconds",
-            ),
-        )
-    )
-
-    key: str | None = pydantic.Field(default=None, max_length=316)
-    operator: Literal["Exists", "Equal"] | None = None
-    value: str | None = pydantic.Field(default=None, max_length=63)
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = pydantic.Field(default=None, ge=0)
+# What the operator writes on the pods and ModelVersions it creates, over the user's values.
+OWNED_LABELS = (constants.LABEL_TRAININGJOB, constants.LABEL_TRAININGJOB_UID)
+OWNED_POD_ANNOTATIONS = (f"{constants.GROUP}/trainingjob-name",)
+OWNED_MODELVERSION_ANNOTATIONS = (f"{constants.GROUP}/mlflow-run-id",)
+UserLabels = Annotated[kubetypes.LabelMap, kubetypes.reserved_keys_rule("label", OWNED_LABELS)]
+PodAnnotations = Annotated[
+    kubetypes.AnnotationMap,
+    kubetypes.reserved_keys_rule("annotation", OWNED_POD_ANNOTATIONS),
+]
+ModelVersionAnnotations = Annotated[
+    kubetypes.AnnotationMap,
+    kubetypes.reserved_keys_rule("annotation", OWNED_MODELVERSION_ANNOTATIONS),
+]
 
 
-class SecretKeySelector(schema.KubeModel):
-    """A key of a Secret or ConfigMap in the resource's namespace."""
+class PodMetadata(schema.SpecModel):
+    """Extra labels and annotations for the pods Toque creates (except the ones the operator
+    sets itself)."""
 
-    name: str = pydantic.Field(pattern=schema.DNS_SUBDOMAIN_PATTERN, max_length=253)
-    key: str = pydantic.Field(max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
-    optional: bool | None = None
-
-
-class EnvVarSource(schema.KubeModel):
-    """Where an env var's value comes from; credentials only through these refs."""
-
-    model_config = pydantic.ConfigDict(
-        json_schema_extra=schema.rules(
-            schema.cel(
-                "has(self.secretKeyRef) != has(self.configMapKeyRef)",
-                "exactly one of secretKeyRef or configMapKeyRef must be set",
-            )
-        )
-    )
-
-    secret_key_ref: SecretKeySelector | None = None
-    config_map_key_ref: SecretKeySelector | None = None
-
-
-class EnvVar(schema.KubeModel):
-    """An environment variable for the training container."""
-
-    model_config = pydantic.ConfigDict(
-        json_schema_extra=schema.rules(
-            schema.cel(
-                "!(has(self.value) && has(self.valueFrom))",
-                "value and valueFrom are mutually exclusive",
-            )
-        )
-    )
-
-    name: str = pydantic.Field(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", max_length=253)
-    value: str | None = None
-    value_from: EnvVarSource | None = None
-
-
-class PodMetadata(schema.KubeModel):
-    """Extra labels and annotations for the pods Toque creates."""
-
-    labels: schema.StringMap | None = None
-    annotations: schema.StringMap | None = None
+    labels: UserLabels | None = None
+    annotations: PodAnnotations | None = None
 
 
 def passthrough(description: str) -> Any:

@@ -21,6 +21,7 @@ import yaml
 from toque.api import constants, driftmonitor, modelversion, trainingjob
 
 _DROP_KEYS = {"title", "discriminator"}
+_RULES = "x-kubernetes-validations"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +87,16 @@ KINDS: tuple[KindInfo, ...] = (
 )
 
 
+def _merge(inner: dict[str, Any], outer: dict[str, Any]) -> dict[str, Any]:
+    """``inner`` with the keys of ``outer`` (a field's own settings) on top; CEL rules of
+    both are kept."""
+    out = {**inner, **outer}
+    rules = [*inner.get(_RULES, []), *outer.get(_RULES, [])]
+    if rules:
+        out[_RULES] = rules
+    return out
+
+
 def _structural(node: Any, defs: dict[str, Any]) -> Any:
     """Inline refs, drop null branches and titles, recursively."""
     if isinstance(node, list):
@@ -95,8 +106,7 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
     if "$ref" in node:
         target = copy.deepcopy(defs[node["$ref"].split("/")[-1]])
         extra = {k: v for k, v in node.items() if k != "$ref"}
-        target.update(extra)
-        return _structural(target, defs)
+        return _structural(_merge(target, extra), defs)
     if "anyOf" in node and not node.get("x-kubernetes-int-or-string"):
         branches = [b for b in node["anyOf"] if b.get("type") != "null"]
         if len(branches) == 1:
@@ -104,8 +114,8 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
             inner = _structural(branches[0], defs)
             if merged.get("default", 0) is None:
                 merged.pop("default")
-            inner.update({k: v for k, v in merged.items() if k not in inner or k != "type"})
-            return _structural(inner, defs)
+            merged.pop("type", None)
+            return _structural(_merge(inner, merged), defs)
     out: dict[str, Any] = {}
     for key, value in node.items():
         if key in _DROP_KEYS or key == "$defs":
@@ -125,7 +135,7 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
         out["enum"] = [out.pop("const")]
     if out.get("x-kubernetes-preserve-unknown-fields") and "additionalProperties" in out:
         out.pop("additionalProperties")
-    if "enum" in out and "type" not in out:
+    if "enum" in out and "type" not in out and all(isinstance(e, str) for e in out["enum"]):
         out["type"] = "string"
     if out.get("type") == "object" and out.get("additionalProperties") is True:
         out.pop("additionalProperties")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
 import pydantic
 
-from toque.api import common, schema
+from toque.api import common, kubetypes, schema
 from toque.api import conditions as cond
+from toque.api import validators as v
+from toque.api.schema import Rule
 
 Phase = Literal[
     "Pending",
@@ -21,70 +23,138 @@ Phase = Literal[
     "Failed",
     "Superseded",
 ]
-ALIAS_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,62}$"
+ALIAS_PATTERN = v.ALIAS_PATTERN
+# Checks Toque runs itself; a user metric of the same name would be taken for the built-in.
+BUILTIN_CHECKS = ("error-rate", "p99-latency", "prediction-shift")
 
 
-class ModelSource(schema.KubeModel):
-    """Where the model comes from: exactly one of the three."""
+def _one_source(s: ModelSource) -> str | None:
+    if sum(x is not None for x in (s.training_job, s.run_id, s.model_uri)) != 1:
+        return "exactly one of trainingJob, runId or modelUri must be set"
+    return None
 
-    model_config = pydantic.ConfigDict(
-        json_schema_extra=schema.rules(
-            schema.cel(
-                "[has(self.trainingJob), has(self.runId), has(self.modelUri)]"
-                ".filter(x, x).size() == 1",
-                "exactly one of trainingJob, runId or modelUri must be set",
-            )
+
+def _verified(s: ModelSource) -> str | None:
+    if s.model_uri is not None and s.model_digest is None and not s.allow_unverified:
+        return (
+            "modelUri needs modelDigest (sha256:<64 hex>, as the TrainingJob reports it), or "
+            "allowUnverified: true to load the model without an integrity check"
         )
+    return None
+
+
+def _no_dot_segments(uri: str) -> str | None:
+    if schema.matches(v.DOT_SEGMENT_PATTERN, uri):
+        return f"modelUri must not contain '.' or '..' path segments, got {uri!r}"
+    return None
+
+
+IMMUTABLE_SOURCE = Rule(
+    "self == oldSelf",
+    "source is immutable: it is what was registered; create a new ModelVersion instead",
+    None,
+)
+IMMUTABLE_MODEL = Rule(
+    "self == oldSelf",
+    "model is immutable: the version is registered under it; create a new ModelVersion instead",
+    None,
+)
+
+
+class ModelSource(schema.SpecModel):
+    """Where the model comes from: exactly one of the three. Immutable."""
+
+    cel_rules = (
+        Rule(
+            "[has(self.trainingJob), has(self.runId), has(self.modelUri)].filter(x, x).size() == 1",
+            "exactly one of trainingJob, runId or modelUri must be set",
+            _one_source,
+        ),
+        Rule(
+            "!has(self.modelUri) || has(self.modelDigest) || "
+            "(has(self.allowUnverified) && self.allowUnverified)",
+            "modelUri needs modelDigest (sha256:<64 hex>, as the TrainingJob reports it), or "
+            "allowUnverified: true to load the model without an integrity check",
+            _verified,
+            ".modelDigest",
+        ),
     )
 
-    training_job: str | None = pydantic.Field(
-        default=None, pattern=schema.DNS_SUBDOMAIN_PATTERN, max_length=253
-    )
-    run_id: str | None = pydantic.Field(default=None, pattern=r"^[a-f0-9]{32}$")
-    model_uri: str | None = pydantic.Field(
+    training_job: schema.DnsSubdomain | None = None
+    run_id: str | None = pydantic.Field(default=None, pattern=v.RUN_ID_PATTERN)
+    model_uri: (
+        Annotated[
+            str,
+            pydantic.Field(pattern=v.MODEL_URI_PATTERN, max_length=2048),
+            schema.checked(
+                Rule(
+                    f"!self.matches({schema.cel_string(v.DOT_SEGMENT_PATTERN)})",
+                    "modelUri must not contain '.' or '..' path segments",
+                    _no_dot_segments,
+                    message_expression=(
+                        "\"modelUri must not contain '.' or '..' path segments, got '\" + self"
+                        ' + "\'"'
+                    ),
+                )
+            ),
+        ]
+        | None
+    ) = pydantic.Field(
         default=None,
-        pattern=r"^(models|runs|s3|mlflow-artifacts)://?\S+$",
-        max_length=2048,
+        description="An MLflow model URI: models:/<name>/<version>, models:/<name>@<alias>, "
+        "runs:/<run id>/<path>, s3://<bucket>/<key> or mlflow-artifacts:/<path>.",
     )
     model_digest: str | None = pydantic.Field(
         default=None,
-        pattern=r"^sha256:[a-f0-9]{64}$",
-        description="Expected digest of the model files; the server refuses others. Taken "
-        "from the TrainingJob or the run's toque.model_digest tag when unset.",
+        pattern=v.DIGEST_PATTERN,
+        description="Expected digest of the model files (sha256:<64 hex>); the server refuses "
+        "others. Taken from the TrainingJob or the run's toque.model_digest tag when unset. "
+        "Required with modelUri unless allowUnverified.",
+    )
+    allow_unverified: bool = pydantic.Field(
+        default=False,
+        description="Serve a modelUri without modelDigest: the model files are downloaded and "
+        "unpickled without any integrity check, so whoever can write them runs code in the "
+        "serving pods.",
     )
 
 
-class ServingSpec(schema.KubeModel):
+class ServingSpec(schema.SpecModel):
     """How the model server runs."""
 
     replicas: int = pydantic.Field(default=1, ge=1, le=100)
-    image: str | None = pydantic.Field(default=None, min_length=1, max_length=512)
+    image: schema.ImageRef | None = None
     port: int = pydantic.Field(default=8080, ge=1024, le=65535)
     resources: common.ComputeResources | None = None
-    env: list[common.EnvVar] | None = pydantic.Field(default=None, max_length=64)
-    node_selector: schema.StringMap | None = None
-    tolerations: list[common.Toleration] | None = pydantic.Field(default=None, max_length=64)
+    env: list[kubetypes.EnvVar] | None = pydantic.Field(default=None, max_length=64)
+    node_selector: kubetypes.NodeSelectorMap | None = None
+    tolerations: list[kubetypes.Toleration] | None = pydantic.Field(default=None, max_length=64)
     sample_rate: schema.Fraction | None = pydantic.Field(
         default=None, description="Share of requests whose rows are logged to the data store."
     )
 
 
-class PauseStep(schema.KubeModel):
-    """Hold the rollout for ``duration``, or until promoted by hand when empty."""
+class PauseStep(schema.SpecModel):
+    """Hold the rollout for ``duration`` (above zero), or until promoted by hand when empty."""
 
-    duration: schema.Duration | None = None
+    duration: schema.PositiveDuration | None = None
 
 
-class RolloutStep(schema.KubeModel):
+def _one_action(s: RolloutStep) -> str | None:
+    if (s.set_weight is None) == (s.pause is None):
+        return "each step sets exactly one of setWeight or pause"
+    return None
+
+
+class RolloutStep(schema.SpecModel):
     """One step: exactly one of setWeight or pause."""
 
-    model_config = pydantic.ConfigDict(
-        json_schema_extra=schema.rules(
-            schema.cel(
-                "has(self.setWeight) != has(self.pause)",
-                "each step sets exactly one of setWeight or pause",
-            )
-        )
+    cel_rules = (
+        Rule(
+            "has(self.setWeight) != has(self.pause)",
+            "each step sets exactly one of setWeight or pause",
+            _one_action,
+        ),
     )
 
     set_weight: schema.Percent | None = pydantic.Field(
@@ -93,67 +163,103 @@ class RolloutStep(schema.KubeModel):
     pause: PauseStep | None = None
 
 
-class PrometheusMetric(schema.KubeModel):
+class PrometheusMetric(schema.SpecModel):
     """A user PromQL query whose result must satisfy ``successCondition``."""
 
-    name: str = pydantic.Field(pattern=r"^[a-z][a-z0-9-]{0,62}$")
+    name: str = pydantic.Field(
+        pattern=r"^[a-z][a-z0-9-]{0,62}$",
+        max_length=63,
+        description="Name of the check; not one of the built-ins "
+        + ", ".join(BUILTIN_CHECKS)
+        + ".",
+    )
     query: str = pydantic.Field(min_length=1, max_length=4096)
     success_condition: str = pydantic.Field(
-        pattern=r"^result\s*(<|<=|>|>=|==|!=)\s*-?[0-9.]+(e-?[0-9]+)?$",
-        description="Comparison on the scalar result, e.g. 'result < 0.05'.",
+        pattern=v.SUCCESS_CONDITION_PATTERN,
+        max_length=256,
+        description="Comparison of the scalar result with a number: result <op> <number>, "
+        "op one of <, <=, >, >=, ==, !=, e.g. 'result < 0.05' or 'result >= 1e-3'.",
     )
     failure_limit: int | None = pydantic.Field(default=None, ge=0)
 
 
-class BuiltinChecks(schema.KubeModel):
+class BuiltinChecks(schema.SpecModel):
     """Checks Toque runs on every canary without a query."""
 
     max_error_rate: schema.Fraction | None = pydantic.Field(default=0.05)
     max_p99_latency_ms: float | None = pydantic.Field(default=None, gt=0)
     max_prediction_shift: schema.Fraction | None = pydantic.Field(
-        default=None, description="Jensen-Shannon distance of canary vs stable predictions."
+        default=None,
+        description="Jensen-Shannon distance (0 to 1) of canary vs stable predictions.",
     )
 
 
-class Analysis(schema.KubeModel):
+def _not_builtin(metrics: list[PrometheusMetric]) -> str | None:
+    for m in metrics:
+        if m.name in BUILTIN_CHECKS:
+            return f"metric name {m.name!r} is a built-in check; choose another name"
+    return None
+
+
+_BUILTIN_LIST = "[" + ", ".join(f"'{b}'" for b in BUILTIN_CHECKS) + "]"
+NOT_BUILTIN = Rule(
+    f"!self.exists(m, m.name in {_BUILTIN_LIST})",
+    "metric names must differ from the built-in checks " + ", ".join(BUILTIN_CHECKS),
+    _not_builtin,
+)
+
+
+class Analysis(schema.SpecModel):
     """Analysis run at every step of the canary."""
 
-    interval: schema.Duration = "30s"
+    interval: schema.PositiveDuration = "30s"
     failure_limit: int = pydantic.Field(default=0, ge=0, le=100)
     builtins: BuiltinChecks | None = None
-    metrics: list[PrometheusMetric] | None = pydantic.Field(
-        default=None,
-        max_length=32,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
-    )
+    metrics: (
+        Annotated[list[PrometheusMetric], schema.ListMap("name"), schema.checked(NOT_BUILTIN)]
+        | None
+    ) = pydantic.Field(default=None, max_length=32)
 
 
-class HTTPRouteRef(schema.KubeModel):
+class HTTPRouteRef(schema.SpecModel):
     """Gateway API parent the HTTPRoute attaches to."""
 
-    name: str = pydantic.Field(pattern=schema.DNS_SUBDOMAIN_PATTERN, max_length=253)
-    namespace: str | None = pydantic.Field(default=None, pattern=schema.DNS_LABEL_PATTERN)
-    section_name: str | None = pydantic.Field(default=None, max_length=253)
+    name: schema.DnsSubdomain
+    namespace: schema.DnsLabel | None = None
+    section_name: schema.DnsSubdomain | None = None
 
 
-class TrafficSpec(schema.KubeModel):
+def _traffic(t: TrafficSpec) -> str | None:
+    if t.mode == "gatewayAPI" and not t.parent_refs:
+        return "gatewayAPI traffic needs at least one parentRef"
+    if t.mode != "gatewayAPI" and t.parent_refs:
+        return "parentRefs are only used with mode gatewayAPI"
+    return None
+
+
+class TrafficSpec(schema.SpecModel):
     """How the canary weight is enforced."""
 
-    model_config = pydantic.ConfigDict(
-        json_schema_extra=schema.rules(
-            schema.cel(
-                "self.mode != 'gatewayAPI' || (has(self.parentRefs) && size(self.parentRefs) > 0)",
-                "gatewayAPI traffic needs at least one parentRef",
-                ".parentRefs",
-            )
-        )
+    cel_rules = (
+        Rule(
+            "self.mode != 'gatewayAPI' || (has(self.parentRefs) && size(self.parentRefs) > 0)",
+            "gatewayAPI traffic needs at least one parentRef",
+            lambda t: _traffic(t) if t.mode == "gatewayAPI" else None,
+            ".parentRefs",
+        ),
+        Rule(
+            "self.mode == 'gatewayAPI' || !has(self.parentRefs) || size(self.parentRefs) == 0",
+            "parentRefs are only used with mode gatewayAPI",
+            lambda t: _traffic(t) if t.mode != "gatewayAPI" else None,
+            ".parentRefs",
+        ),
     )
 
     mode: Literal["replicas", "gatewayAPI"] = "replicas"
     parent_refs: list[HTTPRouteRef] | None = pydantic.Field(default=None, max_length=16)
 
 
-class RolloutSpec(schema.KubeModel):
+class RolloutSpec(schema.SpecModel):
     """Canary steps and analysis; the first version of a model skips the canary."""
 
     steps: list[RolloutStep] | None = pydantic.Field(default=None, max_length=64)
@@ -161,13 +267,15 @@ class RolloutSpec(schema.KubeModel):
     traffic: TrafficSpec | None = None
 
 
-class ModelVersionSpec(schema.KubeModel):
+class ModelVersionSpec(schema.SpecModel):
     """Desired registration and serving of one model version."""
 
-    model: schema.ModelName
-    source: ModelSource
-    alias: str | None = pydantic.Field(
-        default=None, pattern=ALIAS_PATTERN, description="Alias set on promotion."
+    model: Annotated[schema.ModelName, schema.checked(IMMUTABLE_MODEL)] = pydantic.Field(
+        description="Registered model name; immutable."
+    )
+    source: Annotated[ModelSource, schema.checked(IMMUTABLE_SOURCE)]
+    alias: schema.ModelAlias | None = pydantic.Field(
+        default=None, description="Alias set on promotion."
     )
     serving: ServingSpec | None = None
     rollout: RolloutSpec | None = None

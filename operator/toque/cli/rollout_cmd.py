@@ -22,15 +22,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from toque.api import constants
+from toque.core import exitcodes
 
 if TYPE_CHECKING:
     from toque.clients import kube as kube_client
 
 EXIT_MISSING = 1
 EXIT_USAGE = 2
-EXIT_REFUSED = 3
+EXIT_REFUSED = exitcodes.PERMANENT
 EXIT_TIMEOUT = 4
-EXIT_TRANSIENT = 75
+EXIT_TRANSIENT = exitcodes.TRANSIENT
 
 DEFAULT_TIMEOUT = 300.0
 POLL_INTERVAL = 1.0

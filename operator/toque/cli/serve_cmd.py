@@ -18,6 +18,11 @@ def register(subs: Any) -> None:
     parser.add_argument("--model-name", required=True, help="registered model name (metrics)")
     parser.add_argument("--version", required=True, help="registry version (metrics)")
     parser.add_argument("--expected-digest", help="sha256:… the registry records; refuse others")
+    parser.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="serve the model even without --expected-digest (it is refused otherwise)",
+    )
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument(
@@ -38,10 +43,11 @@ def register(subs: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from toque.core import exitcodes, redact
     from toque.serving import server
-    from toque.trainer import exitcodes
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    redact.install()  # also what MLflow, botocore and uvicorn log
     if not 0 <= args.sample_rate <= 1 or args.workers < 1 or args.max_body_bytes < 1:
         logging.getLogger("toque.serve").error(
             "--sample-rate must be in [0, 1], --workers and --max-body-bytes positive"
@@ -53,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
             model_name=args.model_name,
             version=args.version,
             expected_digest=args.expected_digest,
+            allow_unverified=args.allow_unverified,
             host=args.host,
             port=args.port,
             workers=args.workers,

@@ -7,7 +7,8 @@ for the evaluation gate's must-beat-champion rule) and by the ModelVersion handl
 Errors say whether a retry can help: ``RegistryUnavailableError`` (connection trouble,
 timeouts, 429 and 5xx answers) is transient; ``RegistryRejectedError`` (any other 4xx) is
 permanent and carries MLflow's ``error_code``; ``RegistryNotFoundError`` marks a missing run,
-model or version where the caller asked for one.
+model or version where the caller asked for one. Their messages end up in conditions and
+Events, so the ``user:pass@`` of a tracking URI is redacted from them (and from ``repr``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any
 
 import requests
 
-from toque.reconcile import gate
+from toque.api import trainingjob as tj
+from toque.core import redact
 
 TIMEOUT = 10
 PAGE_SIZE = 200
@@ -34,17 +36,25 @@ _NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
 
 
 class RegistryError(Exception):
-    """Base of the registry client's errors."""
+    """Base of the registry client's errors; the message is redacted."""
+
+    transient = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact.redact(message))
 
 
 class RegistryUnavailableError(RegistryError):
     """MLflow could not be reached or answered with a server error (worth a retry)."""
+
+    transient = True
 
 
 class RegistryRejectedError(RegistryError):
     """MLflow refused the request (a 4xx other than not-found); retrying will not help."""
 
     def __init__(self, error_code: str, message: str) -> None:
+        message = redact.redact(message)
         super().__init__(f"{error_code}: {message}")
         self.error_code = error_code
         self.message = message
@@ -66,6 +76,9 @@ class Source:
 @dataclasses.dataclass(frozen=True)
 class Registry:
     tracking_uri: str
+
+    def __repr__(self) -> str:
+        return f"Registry(tracking_uri={redact.redact_url(self.tracking_uri)!r})"
 
     def _call(
         self,
@@ -105,7 +118,7 @@ class Registry:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def champion(self, model: str, alias: str) -> gate.Champion:
+    def champion(self, model: str, alias: str) -> tj.Champion:
         """The version holding ``alias`` and its run's metrics (version None: no holder).
 
         Any failure is a RegistryUnavailableError: the gate waits on it rather than deciding
@@ -114,7 +127,7 @@ class Registry:
         try:
             found = self._alias(model, alias)
             if not found:
-                return gate.Champion(version=None, metrics={})
+                return tj.Champion(version=None, metrics={})
             version = found.get("model_version") or {}
             metrics: dict[str, float] = {}
             run_id = version.get("run_id")
@@ -124,7 +137,7 @@ class Registry:
                     metrics[str(item["key"])] = float(item["value"])
         except RegistryRejectedError as error:
             raise RegistryUnavailableError(str(error)) from error
-        return gate.Champion(version=str(version.get("version")), metrics=metrics)
+        return tj.Champion(version=str(version.get("version")), metrics=metrics)
 
     def _alias(self, model: str, alias: str) -> dict[str, Any] | None:
         try:

@@ -12,6 +12,9 @@ Values are floats; Prometheus writes NaN and infinities as the strings "NaN", "+
 "-Inf", which come back as ``float("nan")``, ``inf`` and ``-inf``. A NaN is what, for
 example, ``rate(errors) / rate(requests)`` gives when no request came in: callers must test
 it with ``math.isnan`` (it compares unequal to everything, itself included).
+
+Error messages (they reach conditions and Events) and ``repr`` redact a ``user:pass@`` in
+the URL.
 """
 
 from __future__ import annotations
@@ -22,15 +25,24 @@ from typing import Any
 
 import requests
 
+from toque.core import redact
+
 TIMEOUT = 10.0
 
 
 class PrometheusError(Exception):
-    """Base of the errors below."""
+    """Base of the errors below; the message is redacted."""
+
+    transient = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact.redact(message))
 
 
 class PrometheusUnavailableError(PrometheusError):
     """Prometheus could not be reached or could not answer now: retry later."""
+
+    transient = True
 
 
 class PrometheusQueryError(PrometheusError):
@@ -56,6 +68,9 @@ class Prometheus:
 
     url: str
     timeout: float = TIMEOUT
+
+    def __repr__(self) -> str:
+        return f"Prometheus(url={redact.redact_url(self.url)!r}, timeout={self.timeout!r})"
 
     def query(self, promql: str, time: float | dt.datetime | None = None) -> list[Sample]:
         """Evaluate ``promql`` at ``time`` (default: now) as an instant query.

@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 
 from toque.api import modelversion as mv
+from toque.api import validators
 
 ERROR_RATE = "error-rate"
 P99_LATENCY = "p99-latency"
@@ -29,9 +30,8 @@ _COMPARATORS: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq,
     "!=": operator.ne,
 }
-# A number as Python's float() reads it, without inf/nan: "0.05", ".5", "-3", "1e-3", "2.E+4".
-NUMBER = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
-_CONDITION = re.compile(rf"^result\s*(<=|>=|==|!=|<|>)\s*({NUMBER})$")
+# The CRD admits exactly these (api.validators.SUCCESS_CONDITION_PATTERN, one number grammar).
+_CONDITION = re.compile(rf"^result\s*(<=|>=|==|!=|<|>)\s*({validators.SUCCESS_NUMBER})$")
 
 
 @dataclasses.dataclass(frozen=True)

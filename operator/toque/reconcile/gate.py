@@ -8,7 +8,6 @@ them): ``train_<m>`` and ``val_<m>`` for the overfitting gap, and
 
 from __future__ import annotations
 
-import dataclasses
 import operator
 from collections.abc import Callable
 
@@ -22,14 +21,6 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class Champion:
-    """The model currently holding the alias, as read from the registry."""
-
-    version: str | None  # None: no model holds the alias yet
-    metrics: dict[str, float]
-
-
 def _threshold(rule: tj.MetricThreshold, metrics: dict[str, float]) -> tj.GateResult:
     name = f"threshold {rule.metric} {rule.op} {rule.value:g}"
     value = metrics.get(rule.metric)
@@ -40,7 +31,7 @@ def _threshold(rule: tj.MetricThreshold, metrics: dict[str, float]) -> tj.GateRe
 
 
 def _champion(
-    rule: tj.ChampionRule, metrics: dict[str, float], champ: Champion | None
+    rule: tj.ChampionRule, metrics: dict[str, float], champ: tj.Champion | None
 ) -> tj.GateResult:
     name = f"beat champion ({rule.alias}) on {rule.metric}"
     value = metrics.get(rule.metric)
@@ -105,7 +96,7 @@ def _fairness(rule: tj.FairnessRule, metrics: dict[str, float]) -> tj.GateResult
 
 
 def evaluate(
-    gate: tj.EvaluationGate | None, metrics: dict[str, float], champion: Champion | None
+    gate: tj.EvaluationGate | None, metrics: dict[str, float], champion: tj.Champion | None
 ) -> tj.GateStatus:
     """Every rule's result; the gate passes when all pass (no rules: it passes)."""
     if gate is None:

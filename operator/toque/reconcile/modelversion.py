@@ -26,6 +26,7 @@ import pydantic
 from toque.api import conditions as cond
 from toque.api import constants, schema
 from toque.api import modelversion as mv
+from toque.core import exitcodes
 from toque.reconcile import analysis as an
 from toque.reconcile import kubestatus, registration
 from toque.resources import names, pods, serving
@@ -271,7 +272,7 @@ def _live_pods(v: Version) -> list[dict[str, Any]]:
 
 # ``toque serve`` exits 3 when it must not serve (digest mismatch, no such model): no
 # restart will help. Other crashes get a few restarts before the version is given up.
-PERMANENT_EXIT_CODE = 3
+PERMANENT_EXIT_CODE = exitcodes.PERMANENT
 MAX_RESTARTS = 3
 
 

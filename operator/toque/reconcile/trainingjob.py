@@ -64,7 +64,7 @@ class Observed:
     job_warnings: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     # The model holding the champion alias, when the gate needs it: None means not looked up
     # (yet); champion_error says why the registry could not be read.
-    champion: gate.Champion | None = None
+    champion: tj.Champion | None = None
     champion_error: str | None = None
 
 

@@ -28,18 +28,28 @@ class BuildConfig:
     credentials_secret: str | None = None
 
 
+def quantity(value: object) -> str:
+    """A quantity as Kubernetes writes it: YAML numbers (``cpu: 0.5``, ``memory: 1e9``)
+    become ``0.5`` and ``1000000000``, not ``1000000000.0``; strings pass through."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return repr(value) if isinstance(value, float) else str(value)
+
+
 def compute_resources(res: common.ComputeResources | None) -> dict[str, Any]:
     if res is None:
         return {}
     requests: dict[str, Any] = {}
     limits: dict[str, Any] = {}
     if res.cpu is not None:
-        requests["cpu"] = str(res.cpu)
+        requests["cpu"] = quantity(res.cpu)
     if res.memory is not None:
         # Memory is incompressible: a limit equal to the request keeps the pod from being the
         # node's OOM victim of choice. CPU gets no limit, to avoid throttling.
-        requests["memory"] = str(res.memory)
-        limits["memory"] = str(res.memory)
+        requests["memory"] = quantity(res.memory)
+        limits["memory"] = quantity(res.memory)
     if res.gpu:
         requests[res.gpu_resource_name] = str(res.gpu)
         limits[res.gpu_resource_name] = str(res.gpu)

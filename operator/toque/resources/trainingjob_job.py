@@ -15,12 +15,13 @@ from typing import Any
 
 from toque.api import constants
 from toque.api import trainingjob as tj
+from toque.core import exitcodes
 from toque.resources import names, pods
 
 CONTAINER_NAME = "trainer"
 # The trainer runtime exits with this code for errors that a retry cannot fix (missing
 # dataset, bad entrypoint); the Job's podFailurePolicy then fails at once instead of retrying.
-PERMANENT_FAILURE_EXIT_CODE = 3
+PERMANENT_FAILURE_EXIT_CODE = exitcodes.PERMANENT
 TEMPLATE_HASH_ANNOTATION = f"{constants.GROUP}/template-hash"
 # Pod label values are capped at 63 characters; the full owner name rides in an annotation.
 OWNER_ANNOTATION = f"{constants.GROUP}/trainingjob-name"
@@ -37,7 +38,7 @@ class Owner:
 
 # The runtime's exit code for an unreachable MinIO or MLflow (after its own retries): the
 # Job replaces the pod without counting it against backoffLimit.
-TRANSIENT_FAILURE_EXIT_CODE = 75
+TRANSIENT_FAILURE_EXIT_CODE = exitcodes.TRANSIENT
 
 
 def job_name(owner_name: str) -> str:

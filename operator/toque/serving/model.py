@@ -1,10 +1,17 @@
 """Fetch a model version, prove it is the recorded one, and make a predictor of it.
 
 ``fetch`` downloads the model from MLflow (artifacts in MinIO/S3), computes
-``toque.trainer.digest.model_digest`` over the download and compares it with the digest the
+``toque.core.digest.model_digest`` over the download and compares it with the digest the
 registry records; ``load`` picks the compiled forest (``toque.serving.forest``) for
 scikit-learn tree ensembles and ``mlflow.pyfunc`` for everything else. Called once at
-startup by ``toque.serving.server`` (fetch) and in each worker (load).
+startup by ``toque.serving.server``.
+
+Loading a model can run code from it (pickle, cloudpickle; skops within its trusted
+types). So: a model without an expected digest is refused unless the server was started
+with ``--allow-unverified``; MLflow's ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` stays
+``false`` (``deny_deserialization``, at startup) until the digest has matched; and a
+skops file is loaded only when every type it holds is on ``toque.core.trusted_types``'s
+allow-list, whatever the model's own ``MLmodel`` claims to trust.
 """
 
 from __future__ import annotations
@@ -19,14 +26,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from toque.serving import bins, forest, signature
-from toque.trainer import digest, retry
+from toque.core import bins, digest, redact, retry, trusted_types
+from toque.serving import forest, signature
 
 LOG = logging.getLogger("toque.serve")
+PICKLE_ENV = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
 
 
 class ModelRejectedError(Exception):
-    """Permanent: digest mismatch, model not found, unusable model."""
+    """Permanent: no or mismatching digest, model not found, foreign types, unusable model."""
+
+    transient = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +45,10 @@ class Fetched:
     digest: str
     run_id: str | None
     bins: dict[str, dict[str, Any]]  # feature → bin spec; empty when the run has none
+    # The digest matched the expected one; False only under --allow-unverified.
+    verified: bool = False
+    # Loading may deserialize: verified, or the operator explicitly opted out.
+    trusted: bool = False
 
 
 @dataclasses.dataclass
@@ -58,6 +72,12 @@ class Predictor:
     def numeric(self) -> bool:
         return self.compiled is not None
 
+    def work(self, rows: int) -> int:
+        """Node visits a compiled prediction of ``rows`` rows makes (its cost, roughly)."""
+        if self.compiled is None:
+            return 0
+        return rows * int(self.compiled.roots.size) * max(1, self.compiled.depth)
+
     def predict(self, inputs: Any, want_proba: bool = False) -> Prediction:
         if self.compiled is not None:
             values, outputs = self.compiled.predict(inputs)
@@ -74,14 +94,27 @@ class Predictor:
         return Prediction(values)
 
 
-def is_transient(error: BaseException) -> bool:
-    from toque.trainer import run
+def deny_deserialization() -> None:
+    """MLflow allows unpickling by default; forbid it until a model has been verified."""
+    os.environ[PICKLE_ENV] = "false"
 
-    return run.is_transient(error)
 
+def fetch(
+    model_uri: str,
+    expected_digest: str | None,
+    budget_s: float,
+    allow_unverified: bool = False,
+) -> Fetched:
+    """Download and verify; ``ModelRejectedError`` or ``retry.DependencyDownError`` on failure.
 
-def fetch(model_uri: str, expected_digest: str | None, budget_s: float) -> Fetched:
-    """Download and verify; ``ModelRejectedError`` or ``retry.DependencyDownError`` on failure."""
+    Without ``expected_digest`` the model is refused before anything is downloaded, unless
+    ``allow_unverified`` (``--allow-unverified``) says to serve it as it comes.
+    """
+    if not expected_digest and not allow_unverified:
+        raise ModelRejectedError(
+            f"no expected digest for {model_uri}: refusing to load a model that cannot be "
+            "verified (pass --expected-digest, or --allow-unverified to serve it anyway)"
+        )
     import mlflow
 
     target = pathlib.Path(tempfile.mkdtemp(prefix="toque-serve-"))
@@ -92,13 +125,11 @@ def fetch(model_uri: str, expected_digest: str | None, budget_s: float) -> Fetch
         )
 
     try:
-        local = pathlib.Path(
-            retry.with_backoff(download, f"download {model_uri}", is_transient, budget_s, LOG)
-        )
+        local = pathlib.Path(retry.with_backoff(download, f"download {model_uri}", budget_s, LOG))
     except retry.DependencyDownError:
         raise
     except Exception as error:
-        raise ModelRejectedError(f"cannot download {model_uri}: {error}") from error
+        raise ModelRejectedError(redact.redact(f"cannot download {model_uri}: {error}")) from error
     if not (local / "MLmodel").is_file():
         raise ModelRejectedError(f"{model_uri} is not an MLflow model (no MLmodel file)")
     actual = digest.model_digest(local)
@@ -107,6 +138,9 @@ def fetch(model_uri: str, expected_digest: str | None, budget_s: float) -> Fetch
             f"digest mismatch for {model_uri}: the registry records {expected_digest}, "
             f"the downloaded artifact is {actual}; refusing to serve it"
         )
+    verified = bool(expected_digest)
+    if not verified:
+        LOG.warning("--allow-unverified: serving %s (%s) without verifying it", model_uri, actual)
     mlmodel = signature.read_mlmodel(local)
     run_id = mlmodel.get("run_id")
     feature_bins: dict[str, dict[str, Any]] = {}
@@ -114,7 +148,9 @@ def fetch(model_uri: str, expected_digest: str | None, budget_s: float) -> Fetch
         feature_bins = _fetch_bins(str(run_id), target, budget_s)
     else:
         LOG.info("model has no run id; no per-feature histograms")
-    return Fetched(local, actual, str(run_id) if run_id else None, feature_bins)
+    return Fetched(
+        local, actual, str(run_id) if run_id else None, feature_bins, verified, trusted=True
+    )
 
 
 def _fetch_bins(run_id: str, target: pathlib.Path, budget_s: float) -> dict[str, dict[str, Any]]:
@@ -128,7 +164,7 @@ def _fetch_bins(run_id: str, target: pathlib.Path, budget_s: float) -> dict[str,
         )
 
     try:
-        path = retry.with_backoff(download, "download feature bins", is_transient, budget_s, LOG)
+        path = retry.with_backoff(download, "download feature bins", budget_s, LOG)
         parsed = bins.parse(pathlib.Path(path).read_text())
     except retry.DependencyDownError:
         raise
@@ -137,21 +173,47 @@ def _fetch_bins(run_id: str, target: pathlib.Path, budget_s: float) -> dict[str,
             "run %s has no usable %s (%s); no per-feature histograms",
             run_id,
             bins.ARTIFACT_PATH,
-            str(error).splitlines()[0][:200],
+            redact.redact(str(error)).splitlines()[0][:200],
         )
         return {}
     LOG.info("feature bins for %d features from run %s", len(parsed), run_id)
     return parsed
 
 
-def load(path: pathlib.Path) -> Predictor:
-    """The predictor of a verified local model directory."""
-    # The digest check has just proven these bytes are the ones training produced, which is
-    # what MLflow's deserialization guard asks the operator to vouch for.
-    os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
+def check_skops_types(path: pathlib.Path, flavor: dict[str, Any]) -> None:
+    """Refuse a skops-saved scikit-learn model holding a type off the allow-list."""
+    if flavor.get("serialization_format") != "skops":
+        return
+    import skops.io
+
+    file = path / str(flavor.get("pickled_model") or "model.skops")
+    try:
+        found = skops.io.get_untrusted_types(file=file)
+    except Exception as error:
+        raise ModelRejectedError(
+            f"cannot read the skops file {file.name}: {type(error).__name__}: {error}"
+        ) from error
+    foreign = trusted_types.foreign(found)
+    if foreign:
+        raise ModelRejectedError(
+            f"the model's {file.name} holds type(s) outside the skops allow-list "
+            f"({', '.join(foreign)}); refusing to load it"
+        )
+
+
+def load(fetched: Fetched) -> Predictor:
+    """The predictor of a fetched model; deserializing is allowed only once it is trusted."""
+    if not fetched.trusted:
+        raise ModelRejectedError(f"{fetched.path} was not verified; refusing to load it")
+    path = fetched.path
     mlmodel = signature.read_mlmodel(path)
     schema = signature.from_mlmodel(mlmodel)
     flavors = mlmodel.get("flavors") or {}
+    if isinstance(flavors.get("sklearn"), dict):
+        check_skops_types(path, flavors["sklearn"])
+    # The digest check has proven these bytes are the ones training produced (or the
+    # operator opted out with --allow-unverified): what MLflow's guard asks us to vouch for.
+    os.environ[PICKLE_ENV] = "true"
     if "sklearn" in flavors:
         import mlflow.sklearn
 

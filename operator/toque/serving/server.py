@@ -1,6 +1,7 @@
 """``toque serve`` end to end: fetch and verify the model, then serve it until SIGTERM.
 
-Nothing listens before the model is verified: a digest mismatch or a missing model exits
+Nothing listens before the model is verified: a missing expected digest (without
+``--allow-unverified``), a digest mismatch, a missing model or a foreign type in it exits
 ``exitcodes.PERMANENT`` (3), an unreachable MLflow/MinIO ``exitcodes.TRANSIENT`` (75) after
 retrying. Shutdown is graceful the way Kubernetes needs it: the first SIGTERM turns
 ``/readyz`` to 503 while requests are still served for ``drain_s`` (endpoints catch up),
@@ -25,8 +26,8 @@ from types import FrameType
 
 import uvicorn
 
+from toque.core import exitcodes, redact, retry
 from toque.serving import app, model
-from toque.trainer import exitcodes, retry
 
 LOG = logging.getLogger("toque.serve")
 
@@ -37,6 +38,8 @@ class Options:
     model_name: str
     version: str
     expected_digest: str | None = None
+    # Serve a model with no expected digest (ModelVersion spec.source.allowUnverified).
+    allow_unverified: bool = False
     host: str = "0.0.0.0"
     port: int = 8080
     workers: int = 1
@@ -107,21 +110,28 @@ def serve(options: Options) -> int:
     # Our retry loop decides how long to wait for MLflow; its client should fail fast.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    # Nothing may be unpickled until the model is verified (MLflow's default allows it).
+    model.deny_deserialization()
     try:
         fetched = model.fetch(
-            options.model_uri, options.expected_digest, options.dependency_timeout_s
+            options.model_uri,
+            options.expected_digest,
+            options.dependency_timeout_s,
+            allow_unverified=options.allow_unverified,
         )
-        predictor = model.load(fetched.path)
+        predictor = model.load(fetched)
     except model.ModelRejectedError as error:
-        LOG.error("%s", error)
+        LOG.error("%s", redact.redact(str(error)))
         return exitcodes.PERMANENT
     except retry.DependencyDownError as error:
-        LOG.error("dependency unavailable: %s", error)
+        LOG.error("dependency unavailable: %s", redact.redact(str(error)))
         return exitcodes.TRANSIENT
-    if not options.expected_digest:
-        LOG.warning("no --expected-digest: serving %s unverified", fetched.digest)
     LOG.info(
-        "model %s version %s (%s) verified", options.model_name, options.version, fetched.digest
+        "model %s version %s (%s) %s",
+        options.model_name,
+        options.version,
+        fetched.digest,
+        "verified" if fetched.verified else "NOT verified (--allow-unverified)",
     )
     peers = pathlib.Path(tempfile.mkdtemp(prefix="toque-metrics-")) if options.workers > 1 else None
     settings = app.Settings(
@@ -184,6 +194,6 @@ def _prefork(config: uvicorn.Config, application: app.App, options: Options) -> 
     for child in children:
         _, code = os.waitpid(child, 0)
         if os.waitstatus_to_exitcode(code) != 0:
-            status = exitcodes.USER_CODE_FAILED
+            status = exitcodes.FAILED
     sock.close()
     return status

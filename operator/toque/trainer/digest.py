@@ -1,36 +1,5 @@
-"""Digest of a model artifact directory: what the serving side verifies before it loads."""
+"""Moved to ``toque.core.digest``; re-exported for callers that still import it from here."""
 
-from __future__ import annotations
+from toque.core.digest import CLIENT_SIDE_FILES, file_sha256, model_digest, tree_digest
 
-import hashlib
-import pathlib
-
-CHUNK = 8 << 20
-
-
-def file_sha256(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def tree_digest(root: pathlib.Path, exclude: frozenset[str] = frozenset()) -> str:
-    """``sha256:`` over the sorted (relative path, file sha256) pairs of a directory,
-    leaving out top-level files named in ``exclude``."""
-    lines = []
-    files = (p for p in root.rglob("*") if p.is_file())
-    for path in sorted(p for p in files if p.relative_to(root).as_posix() not in exclude):
-        lines.append(f"{path.relative_to(root).as_posix()}\0{file_sha256(path)}\n")
-    return "sha256:" + hashlib.sha256("".join(lines).encode()).hexdigest()
-
-
-# MLflow writes this next to every model it downloads through a models:/ URI (a registry
-# version or a logged model); its content names the URI, so it is not part of the model.
-CLIENT_SIDE_FILES = frozenset({"registered_model_meta"})
-
-
-def model_digest(root: pathlib.Path) -> str:
-    """The digest of a downloaded MLflow model: the trainer records it, the server checks it."""
-    return tree_digest(root, exclude=CLIENT_SIDE_FILES)
+__all__ = ["CLIENT_SIDE_FILES", "file_sha256", "model_digest", "tree_digest"]

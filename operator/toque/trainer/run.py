@@ -3,7 +3,9 @@
 Order matters for the operator: permanent problems (bad spec, missing dataset, entrypoint
 that does not import) exit with ``exitcodes.PERMANENT`` before any MLflow run exists, so the
 Job fails at once; unreachable dependencies exit with ``exitcodes.TRANSIENT`` after retrying,
-and the Job replaces the pod. Every exit writes the termination message.
+and the Job replaces the pod. Every exit writes the termination message, which the operator
+copies into the TrainingJob's status: it, the log and the MLflow tags are redacted
+(``toque.core.redact``), since errors quote the ``user:pass@`` URLs they failed on.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from collections.abc import Callable
 from typing import Any
 
 from toque.api import trainresult
-from toque.trainer import context, digest, exitcodes, lineage, retry, spec
+from toque.core import bins, digest, exitcodes, redact, retry, transient, trusted_types
+from toque.trainer import context, lineage, spec
 
 LOG = logging.getLogger("toque.train")
 TRACEBACK_TAIL = 3000
@@ -35,6 +38,8 @@ _METRIC_NAME = re.compile(r"[^\w.\- :/]")
 class PermanentError(Exception):
     """Retrying cannot fix it."""
 
+    transient = False
+
 
 def termination_path() -> pathlib.Path:
     # The node agent cannot offer /dev/termination-log; it tells us its own path.
@@ -43,36 +48,13 @@ def termination_path() -> pathlib.Path:
 
 def write_termination(message: str) -> None:
     try:
-        termination_path().write_text(message[-trainresult.LIMIT :])
+        termination_path().write_text(redact.redact(message)[-trainresult.LIMIT :])
     except OSError as error:
         LOG.warning("could not write the termination message: %s", error)
 
 
 def budget() -> float:
     return float(os.environ.get("TOQUE_DEPENDENCY_TIMEOUT", "120"))
-
-
-def is_transient(error: BaseException) -> bool:
-    from toque.data import errors as data_errors
-
-    if isinstance(error, data_errors.StoreUnavailable):
-        return True
-    import requests
-
-    if isinstance(error, requests.ConnectionError | requests.Timeout | ConnectionError):
-        return True
-    text = str(error)
-    return any(
-        s in text
-        for s in (
-            "Connection refused",
-            "Max retries exceeded",
-            "TEMPORARILY_UNAVAILABLE",
-            "Failed to establish a new connection",
-            "Read timed out",
-            "503",
-        )
-    )
 
 
 def load_entrypoint(entrypoint: str) -> Callable[..., Any]:
@@ -89,27 +71,24 @@ def load_entrypoint(entrypoint: str) -> Callable[..., Any]:
 
 
 def fetch_datasets(run: spec.RunSpec, workdir: pathlib.Path) -> dict[str, context.Dataset]:
+    if not run.datasets:
+        return {}
     from toque.data import errors as data_errors
     from toque.data import store as data_store
 
     store = retry.with_backoff(
-        data_store.DataStore.from_env, "connect to the data store", is_transient, budget(), LOG
+        data_store.DataStore.from_env, "connect to the data store", budget(), LOG
     )
     out: dict[str, context.Dataset] = {}
     for item in run.datasets:
         try:
             resolved = retry.with_backoff(
-                functools.partial(store.resolve, item.ref),
-                f"resolve {item.ref}",
-                is_transient,
-                budget(),
-                LOG,
+                functools.partial(store.resolve, item.ref), f"resolve {item.ref}", budget(), LOG
             )
             dest = workdir / "data" / (item.alias or resolved.name)
             manifest = retry.with_backoff(
                 functools.partial(store.pull, resolved.pinned, dest),
                 f"pull {resolved.pinned}",
-                is_transient,
                 budget(),
                 LOG,
             )
@@ -130,7 +109,7 @@ def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
         if isinstance(value, dict):
             out.update(_flatten(value, f"{name}."))
         else:
-            out[name] = str(value)[:6000]
+            out[name] = redact.redact_url(str(value))[:6000]
     return out
 
 
@@ -186,7 +165,6 @@ def train(entrypoint: str) -> Outcome:
     experiment = retry.with_backoff(
         lambda: mlflow.set_experiment(run.experiment or "Default"),
         "reach MLflow",
-        is_transient,
         budget(),
         LOG,
     )
@@ -199,12 +177,12 @@ def train(entrypoint: str) -> Outcome:
         "toque.code_revision": revision or "",
         **{f"toque.dataset.{alias}": d.pinned for alias, d in datasets.items()},
     }
+    tags = {key: redact.redact_url(value) for key, value in tags.items()}
     active = retry.with_backoff(
         lambda: mlflow.start_run(
             experiment_id=experiment.experiment_id, run_name=identity.name or None, tags=tags
         ),
         "start the MLflow run",
-        is_transient,
         budget(),
         LOG,
     )
@@ -279,12 +257,10 @@ def _log_feature_bins(
     features = _features(result)
     if result.model is None or features is None:
         return
-    from toque.serving import bins
-
     try:
         path = bins.write_bins(features, workdir / "toque-bins")
     except Exception as error:  # drift histograms are a nicety, not worth failing the run
-        LOG.warning("no feature bins: %s", error)
+        LOG.warning("no feature bins: %s", redact.redact(str(error)))
         return
     client.log_artifact(run_id, str(path), bins.ARTIFACT_DIR)
 
@@ -305,7 +281,7 @@ def _log_model(
         try:
             signature = infer_signature(features, result.model.predict(features))
         except Exception as error:  # a signature is a nicety, not worth failing the run
-            LOG.warning("no model signature: %s", error)
+            LOG.warning("no model signature: %s", redact.redact(str(error)))
     module: Any = {"sklearn": mlflow.sklearn, "pyfunc": mlflow.pyfunc}.get(flavor)
     if flavor == "pytorch":
         import mlflow.pytorch
@@ -315,12 +291,7 @@ def _log_model(
         raise PermanentError(f"unsupported model flavor {flavor}")
     extra: dict[str, Any] = {}
     if flavor == "sklearn":
-        # MLflow 3 saves scikit-learn models with skops, which refuses types it cannot vouch
-        # for (e.g. tree internals). This process built the model, so the types it holds are
-        # exactly the ones to trust; nothing foreign is being loaded here.
-        import skops.io
-
-        trusted = skops.io.get_untrusted_types(data=skops.io.dumps(result.model))
+        trusted = skops_trusted_types(result.model)
         if trusted:
             extra["skops_trusted_types"] = trusted
     info = module.log_model(result.model, name="model", signature=signature, **extra)
@@ -331,6 +302,33 @@ def _log_model(
         )
     )
     return str(info.model_uri), digest.model_digest(local)
+
+
+def skops_trusted_types(model: Any) -> list[str]:
+    """The types skops must be told to trust to save (and later load) ``model``.
+
+    MLflow 3 saves scikit-learn models with skops, which refuses types it cannot vouch for
+    (a tree's ``Tree``, a calibrator). Only scikit-learn's own types are trusted
+    (``toque.core.trusted_types``); a model holding anything else is refused here, since the
+    list is stored with the model and the server would otherwise have to trust it blindly.
+    """
+    import skops.io
+
+    try:
+        found = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    except Exception as error:
+        raise PermanentError(
+            f"the model cannot be saved with skops ({type(error).__name__}: {error}); "
+            "use plain scikit-learn estimators, or the pyfunc flavor"
+        ) from error
+    foreign = trusted_types.foreign(found)
+    if foreign:
+        raise PermanentError(
+            f"the model holds type(s) outside the skops allow-list: {', '.join(foreign)}; "
+            "only scikit-learn's own types are trusted for the sklearn flavor (use only "
+            "scikit-learn estimators, or log the model with the pyfunc flavor)"
+        )
+    return trusted_types.trusted(found)
 
 
 def _gate_metrics(run: spec.RunSpec) -> set[str]:
@@ -348,23 +346,26 @@ def _gate_metrics(run: spec.RunSpec) -> set[str]:
 
 def main(entrypoint: str) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    redact.install()  # also what MLflow and botocore log
     # Our own retry loop decides how long to wait for MLflow; its client should fail fast.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     try:
         outcome = train(entrypoint)
     except PermanentError as error:
-        LOG.error("%s", error)
-        write_termination(trainresult.failure("PermanentError", str(error)))
+        message = redact.redact(str(error))
+        LOG.error("%s", message)
+        write_termination(trainresult.failure("PermanentError", message))
         return exitcodes.PERMANENT
     except retry.DependencyDownError as error:
-        LOG.error("dependency unavailable: %s", error)
-        write_termination(trainresult.failure("DependencyUnavailable", str(error)))
+        message = redact.redact(str(error))
+        LOG.error("dependency unavailable: %s", message)
+        write_termination(trainresult.failure("DependencyUnavailable", message))
         return exitcodes.TRANSIENT
     except Exception as error:
-        tail = "".join(traceback.format_exception(error))[-TRACEBACK_TAIL:]
+        tail = redact.redact("".join(traceback.format_exception(error)))[-TRACEBACK_TAIL:]
         LOG.error("training failed:\n%s", tail)
-        code = exitcodes.TRANSIENT if is_transient(error) else exitcodes.USER_CODE_FAILED
+        code = exitcodes.TRANSIENT if transient.is_transient(error) else exitcodes.FAILED
         kind = "DependencyUnavailable" if code == exitcodes.TRANSIENT else "UserCodeFailed"
         write_termination(trainresult.failure(kind, tail))
         return code

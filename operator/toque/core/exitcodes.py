@@ -1,0 +1,21 @@
+"""Process exit codes shared by every Toque entrypoint (``toque train``, ``toque serve``,
+``toque data``, ``toque promote|abort|rollback``).
+
+The operator keys on them: a TrainingJob's ``podFailurePolicy`` fails the Job at once on
+``PERMANENT`` and replaces the pod without counting it on ``TRANSIENT``; the ModelVersion
+reconciler stops restarting a serving pod that exits ``PERMANENT``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+OK: Final = 0
+# The user's code (or an unclassified error) failed; the Job's backoffLimit applies.
+FAILED: Final = 1
+# Retrying cannot help: bad input or spec, missing dataset or model, digest mismatch,
+# unimportable entrypoint, an action the resource's state refuses.
+PERMANENT: Final = 3
+# A dependency (API server, MinIO, MLflow) stayed unreachable: try again later.
+# EX_TEMPFAIL from sysexits.h.
+TRANSIENT: Final = 75
