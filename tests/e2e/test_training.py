@@ -95,6 +95,7 @@ def test_example_trains_tracks_gates_and_promotes(
     gate = status["gate"]
     assert gate["passed"] is True and len(gate["results"]) == 4, gate
     assert condition(done, "GatePassed")["status"] == "True"
+    assert condition(done, "PodCreated")["status"] == "True"
     mv = get(cluster, namespace, "modelversion", status["modelVersion"])
     assert mv["spec"]["model"] == "breast-cancer-classifier"
     assert mv["spec"]["source"] == {"trainingJob": name}
