@@ -22,6 +22,7 @@ from toque.testing import services
 @pytest.fixture
 def bucket(minio: services.Minio, monkeypatch: pytest.MonkeyPatch) -> str:
     name = f"cli-{uuid.uuid4().hex[:12]}"
+    minio.create_bucket(name)  # a plain bucket; test_data_integrity covers locked ones
     for key, value in minio.env().items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("TOQUE_DATA_BUCKET", name)

@@ -16,6 +16,7 @@ import boto3
 import pytest
 
 from toque.data import config, errors, layout, manifest, multipart, parallel, store, transfer
+from toque.data import s3 as store_s3
 from toque.testing import cluster as local
 from toque.testing import services
 
@@ -24,12 +25,16 @@ BIG = 11 * 1024 * 1024  # three parts at the 5 MiB minimum part size
 
 @pytest.fixture
 def settings(minio: services.Minio) -> config.StoreConfig:
-    # A fresh bucket per test: object counts and listings see only this test's writes.
+    # A fresh bucket per test: object counts and listings see only this test's writes. It is
+    # a plain one (no versioning, no Object Lock), as a user may have; test_data_integrity
+    # covers locked buckets.
+    bucket = f"t-{uuid.uuid4().hex[:12]}"
+    minio.create_bucket(bucket)
     return config.StoreConfig(
         endpoint=minio.endpoint,
         access_key=minio.access_key,
         secret_key=minio.secret_key,
-        bucket=f"t-{uuid.uuid4().hex[:12]}",
+        bucket=bucket,
         multipart_threshold=5 * 1024 * 1024,
         part_size=5 * 1024 * 1024,
         workers=8,
@@ -190,10 +195,12 @@ def test_versions_and_blobs_are_never_overwritten(
     data.push(tree, "iris")
     assert data.show(ref).creator == "alice"
     # A writer racing past the existence check still cannot replace it.
-    assert data.bucket.put_new(key, b"{}") is False
+    assert data.bucket.put_new(key, b"{}") is None
+    with pytest.raises(errors.InvalidInput, match="immutable"):
+        data.bucket.put(key, b"{}")
     blob = "blobs/sha256/" + data.show(ref).files[0].sha256
     original_blob = s3.get_object(Bucket=settings.bucket, Key=blob)["Body"].read()
-    assert data.bucket.put_new(blob, b"other bytes") is False
+    assert data.bucket.put_new(blob, b"other bytes") is None
     assert s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read() == stored
     assert s3.get_object(Bucket=settings.bucket, Key=blob)["Body"].read() == original_blob
     assert data.bucket.conditional  # MinIO honours If-None-Match: *
@@ -358,3 +365,36 @@ def test_a_settled_big_file_replaced_during_a_push_is_not_stored(
     with pytest.raises(errors.InvalidInput, match=r"big\.bin changed while it was pushed"):
         transfer.upload(data.bucket, [big], parallel.silent())
     assert not [k for k in objects(s3, settings.bucket) if k.startswith("blobs/")]
+
+
+def test_a_multipart_upload_never_replaces_a_key_created_meanwhile(
+    data: store.DataStore, settings: config.StoreConfig, s3: Any
+) -> None:
+    data.bucket.ensure()
+    key = layout.blob_key("ab" * 32)
+    upload = store_s3.Multipart(data.bucket, key, "a racing upload")
+    etag = upload.part(1, b"ours")
+    assert data.bucket.put_new(key, b"theirs") is not None
+    assert upload.complete([etag]) is None
+    upload.abort()
+    assert s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read() == b"theirs"
+    assert data.bucket.conditional  # MinIO honours If-None-Match: * on completion too
+
+
+@pytest.mark.parametrize("name", ["train/data.csv", "big.bin"])  # a pack; a multipart blob
+def test_pushing_the_same_files_again_repairs_a_damaged_blob(
+    data: store.DataStore, settings: config.StoreConfig, s3: Any, tree: pathlib.Path,
+    tmp_path: pathlib.Path, name: str,
+) -> None:  # fmt: skip
+    ref = data.push(tree, "iris").ref
+    entry = next(f for f in data.show(ref).files if f.path == name)
+    key = layout.blob_key(entry.blob_sha256)
+    body = bytearray(s3.get_object(Bucket=settings.bucket, Key=key)["Body"].read())
+    body[len(body) // 2] ^= 0x01
+    s3.put_object(Bucket=settings.bucket, Key=key, Body=bytes(body))
+    with pytest.raises(errors.CorruptedObject):
+        data.pull(ref, tmp_path / "broken")
+    again = data.push(tree, "iris")
+    assert again.ref == ref and again.uploaded_bytes > 0
+    data.pull(ref, tmp_path / "out")
+    assert same_files(tree, tmp_path / "out")

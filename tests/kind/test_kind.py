@@ -2,8 +2,8 @@
 
 Builds the Toque image, loads it into kind, runs the operator locally against the cluster
 and checks that a TrainingJob whose container exits 0 ends Succeeded and one that exits 1
-ends Failed. It is not the full example: no MinIO or MLflow runs in the kind cluster. Not run where Docker is missing:
-`make test-kind` says so and exits non-zero instead.
+ends Failed. It is not the full example: no MinIO or MLflow runs in the kind cluster. Not
+run where Docker is missing: `make test-kind` says so and exits non-zero instead.
 """
 
 from __future__ import annotations
@@ -60,7 +60,9 @@ def wait_phase(kind: Any, name: str, want: str, timeout: float = 180) -> None:
 
 @pytest.mark.usefixtures("operator")
 @pytest.mark.parametrize(("code", "phase"), [(0, "Succeeded"), (1, "Failed")])
-def test_trainingjob_phase_follows_a_real_containers_exit_code(kind: Any, code: int, phase: str) -> None:
+def test_trainingjob_phase_follows_a_real_containers_exit_code(
+    kind: Any, code: int, phase: str
+) -> None:
     name = f"kind-exit-{code}"
     doc = {
         "apiVersion": "toque.dev/v1alpha1",

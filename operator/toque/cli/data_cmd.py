@@ -1,11 +1,11 @@
-"""``toque data``: push, pull, list, show, tag and diff versioned datasets.
+"""``toque data``: push, pull, list, show, tag, diff and verify versioned datasets.
 
 Thin over ``toque.data.store.DataStore``: settings come from the environment
 (``TOQUE_S3_ENDPOINT``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
 ``TOQUE_DATA_BUCKET``). Results go to stdout (a push prints only the pinned reference, for
 scripts); progress and status go to stderr. A ``DataError`` becomes one line on stderr and
-exit code 3 when retrying cannot help, 75 (EX_TEMPFAIL) when the store is unavailable.
-Registered by ``toque.cli.main``.
+exit code 3 when retrying cannot help, 75 (EX_TEMPFAIL) when the store is unavailable;
+``verify`` exits 1 when it found damage. Registered by ``toque.cli.main``.
 """
 
 from __future__ import annotations
@@ -18,15 +18,17 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from toque.core import exitcodes
 from toque.data import errors
 
 if TYPE_CHECKING:
     from toque.data import store
 
-# The store's modules (boto3, pydantic) load when a data command runs, not for every `toque`.
+# The store's modules (minio, pydantic) load when a data command runs, not for every `toque`.
 
-EXIT_PERMANENT = 3
-EXIT_TRANSIENT = 75
+EXIT_DAMAGED = 1
+EXIT_PERMANENT = exitcodes.PERMANENT
+EXIT_TRANSIENT = exitcodes.TRANSIENT
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -72,6 +74,18 @@ def register(subs: Any) -> None:
     compare.add_argument("--json", action="store_true")
     compare.set_defaults(func=_guard(_diff))
 
+    check = commands.add_parser(
+        "verify",
+        help="re-hash what is stored; list damaged blobs and the versions they break",
+    )
+    check.add_argument(
+        "ref", nargs="?", help="NAME (all its versions), NAME:TAG or NAME@sha256:…; "
+        "default: every version in the store"
+    )  # fmt: skip
+    check.add_argument("--json", action="store_true")
+    check.add_argument("-q", "--quiet", action="store_true", help="no progress or status")
+    check.set_defaults(func=_guard(_verify))
+
 
 def _guard(handler: Handler) -> Handler:
     def run(args: argparse.Namespace) -> int:
@@ -115,8 +129,16 @@ def _push(args: argparse.Namespace) -> int:
 
     result = _store(args).push(args.path, args.name, [manifest.DEFAULT_TAG, *args.tag])
     tags = ", ".join(result.tags_moved) or "none moved"
-    if result.reused:
-        _status(args, f"already stored, nothing uploaded (tags: {tags})")
+    if result.protection is not None:
+        _status(args, f"bucket: {result.protection.describe()}")
+    for key, problem in result.repaired:
+        _status(args, f"repaired {key}: it was damaged ({problem}); stored again from your files")
+    if result.reused and not result.repaired:
+        _status(args, f"already stored, nothing uploaded; checked intact (tags: {tags})")
+    elif result.reused:
+        _status(
+            args, f"already stored; repaired {len(result.repaired)} damaged objects (tags: {tags})"
+        )
     else:
         files = len(result.manifest.files)
         _status(
@@ -188,3 +210,65 @@ def _diff(args: argparse.Namespace) -> int:
     result = diff.diff(data.show(args.before), data.show(args.after))
     print(json.dumps(result.to_dict(), indent=2) if args.json else "\n".join(result.lines()))
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    quiet = args.quiet or args.json
+    report = _store(args).verify(args.ref, progress=not quiet and sys.stderr.isatty())
+    if args.json:
+        print(json.dumps(_report_dict(report), indent=2))
+        return 0 if report.ok else EXIT_DAMAGED
+    print(f"bucket: {report.protection.describe()}")
+    for ref, problem in report.broken_manifests:
+        print(f"DAMAGED manifest of {ref}: {problem}")
+    for damage in report.damaged:
+        what = "DAMAGED" if damage.breaks_reads else "REPLACED"
+        print(f"{what} {damage.key}: {damage.problem}")
+        for ref, paths in damage.breaks:
+            shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+            verb = (
+                "breaks" if damage.breaks_reads else "read by (unaffected: pinned intact version)"
+            )
+            print(f"  {verb} {ref} ({shown})")
+        if damage.intact_version:
+            print(f"  an intact copy is still stored as version {damage.intact_version}")
+    problems = len(report.damaged) + len(report.broken_manifests)
+    broken = {r for d in report.damaged if d.breaks_reads for r, _ in d.breaks}
+    broken |= {r for r, _ in report.broken_manifests}
+    print(
+        f"verified {len(report.versions)} versions, {report.blobs} blobs "
+        f"({_size(report.bytes)}): "
+        + (
+            "all intact"
+            if report.ok
+            else f"{problems} damaged, {len(broken)} versions broken; push the same files "
+            "again to repair"
+        )
+    )
+    return 0 if report.ok else EXIT_DAMAGED
+
+
+def _report_dict(report: store.VerifyReport) -> dict[str, Any]:
+    return {
+        "ok": report.ok,
+        "protection": {
+            "versioning": report.protection.versioning,
+            "objectLock": report.protection.object_lock,
+            "retention": report.protection.retention,
+            "protected": report.protection.protected,
+        },
+        "versions": list(report.versions),
+        "blobs": report.blobs,
+        "bytes": report.bytes,
+        "damaged": [
+            {
+                "key": d.key,
+                "problem": d.problem,
+                "breaksReads": d.breaks_reads,
+                "versions": {ref: list(paths) for ref, paths in d.breaks},
+                "intactVersion": d.intact_version,
+            }
+            for d in report.damaged
+        ],
+        "brokenManifests": {ref: problem for ref, problem in report.broken_manifests},
+    }

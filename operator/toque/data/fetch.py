@@ -4,21 +4,21 @@ Each file is written to a temporary name beside its target while its SHA-256 is 
 from the same stream, and renamed into place only when size and hash match the manifest;
 on any failure the temporary file is removed, so a destination never holds a partial or
 unverified file under a dataset path. Pack blobs are streamed once and split into their
-files. A file already present with the right hash is not fetched again. Called by
-``toque.data.store.DataStore.pull``.
+files. A file already present with the right hash is not fetched again. On a versioned
+bucket each blob is read at the object version the manifest pins, so a later overwrite of
+its key changes nothing for this version. Called by ``toque.data.store.DataStore.pull``.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import os
 import pathlib
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
-
-import botocore.exceptions
 
 from toque.data import errors, layout, manifest, parallel, s3
 
@@ -48,8 +48,12 @@ def download_all(
     files: Sequence[manifest.FileEntry],
     dest: pathlib.Path,
     progress: parallel.Progress,
+    pins: Mapping[str, str] | None = None,
 ) -> int:
-    """Fetch and verify every file into ``dest``; returns the bytes downloaded."""
+    """Fetch and verify every file into ``dest``; returns the bytes downloaded.
+
+    ``pins`` (blob sha256 -> object version) makes each read ask for that version.
+    """
     # blob -> offset -> (entry, targets): one content may sit at several paths.
     blobs: dict[str, dict[int, Slot]] = collections.defaultdict(dict)
     for entry in files:
@@ -57,16 +61,24 @@ def download_all(
         slot = blobs[entry.blob_sha256].setdefault(entry.offset, (entry, []))
         slot[1].append(target)
     jobs = [(blob, [slots[o] for o in sorted(slots)]) for blob, slots in blobs.items()]
+    pins = pins or {}
     done = parallel.run_all(
-        lambda job: _fetch_blob(bucket, job[0], job[1], progress),
+        lambda job: _fetch_blob(bucket, job[0], job[1], progress, pins.get(job[0])),
         jobs,
         bucket.settings.workers,
     )
     return sum(done)
 
 
+REPAIR_HINT = "`toque data verify` lists what is damaged; pushing the same files again repairs it"
+
+
 def _fetch_blob(
-    bucket: s3.Bucket, blob: str, slots: list[Slot], progress: parallel.Progress
+    bucket: s3.Bucket,
+    blob: str,
+    slots: list[Slot],
+    progress: parallel.Progress,
+    pin: str | None,
 ) -> int:
     wanted = [(entry, [t for t in targets if not _intact(t, entry)]) for entry, targets in slots]
     if not any(targets for _, targets in wanted):
@@ -74,25 +86,28 @@ def _fetch_blob(
         return 0
     key = layout.blob_key(blob)
     first = slots[0][0]
-    with bucket.translate(f"downloading {key}"):
+    with contextlib.ExitStack() as stack:
         try:
-            body = bucket.client.get_object(Bucket=bucket.name, Key=key)["Body"]
-        except botocore.exceptions.ClientError as exc:
-            if s3.is_not_found(exc):
-                others = (
-                    f" (and {len(slots) - 1} more files packed with it)" if len(slots) > 1 else ""
-                )
-                raise errors.CorruptedObject(
-                    f"{first.path}{others}: its blob {key} is missing from {bucket.where}"
-                ) from exc
-            raise
-        with body:
-            position = 0
-            for index, (entry, targets) in enumerate(wanted):
-                if entry.offset != position:
-                    raise errors.CorruptedObject(f"manifest has a gap in pack {key}")
-                _write_one(body, key, entry, targets, progress, last=index == len(wanted) - 1)
-                position += entry.size
+            body = stack.enter_context(bucket.open(key, pin))
+        except errors.StoreAccessDenied:
+            if pin is None:
+                raise
+            # Reading an older version needs s3:GetObjectVersion: without it, read the
+            # newest version, which the hashes below check all the same.
+            body = stack.enter_context(bucket.open(key))
+        if body is None:
+            others = f" (and {len(slots) - 1} more files packed with it)" if len(slots) > 1 else ""
+            version = f" (version {pin})" if pin else ""
+            raise errors.CorruptedObject(
+                f"{first.path}{others}: its blob {key}{version} is missing from "
+                f"{bucket.where}; {REPAIR_HINT}"
+            )
+        position = 0
+        for index, (entry, targets) in enumerate(wanted):
+            if entry.offset != position:
+                raise errors.CorruptedObject(f"manifest has a gap in pack {key}")
+            _write_one(body, key, entry, targets, progress, last=index == len(wanted) - 1)
+            position += entry.size
     return position
 
 
@@ -134,7 +149,7 @@ def _write_one(
             found = "too short" if left else "too long" if extra else "other bytes"
             raise errors.CorruptedObject(
                 f"{entry.path}: blob {key} is corrupted ({found}): the manifest says "
-                f"{entry.size} bytes with sha256 {entry.sha256}"
+                f"{entry.size} bytes with sha256 {entry.sha256}; {REPAIR_HINT}"
             )
         for done, target in zip(temps, targets, strict=True):
             os.replace(done, target)

@@ -5,7 +5,10 @@
     datasets/<name>/tags/<tag>.json                      movable pointers
     datasets/<name>/tag-history/<tag>/<time>-<hex12>.json  every pointer move, append-only
 
-Used by ``toque.data.store``, ``transfer``, ``multipart`` and ``fetch``.
+Only tags are ever overwritten (``is_movable``); the rest is created once, and a blob or a
+version is written again only by a repair, with the bytes its key names.
+
+Used by ``toque.data.store``, ``s3``, ``transfer``, ``multipart``, ``fetch`` and ``verify``.
 """
 
 from __future__ import annotations
@@ -46,3 +49,13 @@ def history_prefix(name: str, tag: str) -> str:
 
 def history_key(name: str, tag: str, stamp: str, digest: str) -> str:
     return f"{history_prefix(name, tag)}{stamp}-{_hex(digest)[:12]}.json"
+
+
+def is_movable(key: str) -> bool:
+    """Only tags move; every other key is written once (or repaired with the same bytes)."""
+    parts = key.split("/")
+    return len(parts) == 4 and parts[0] + "/" == DATASETS and parts[2] == "tags"
+
+
+def sha_of_blob(key: str) -> str:
+    return key.removeprefix(BLOBS)

@@ -83,6 +83,17 @@ class Manifest(_Model):
     creator: str
     created: str = pydantic.Field(description="UTC, ISO 8601")
     toque_version: str
+    # On a versioned bucket, the S3 VersionId of each blob (by its sha256) as this version
+    # stored or found it intact: reads ask for exactly that object version, so a later
+    # overwrite of the key neither changes nor breaks them. Not part of the digest.
+    blob_versions: dict[str, str] = pydantic.Field(default_factory=dict)
+
+    def blobs(self) -> dict[str, int]:
+        """Each blob this version reads (sha256 -> its size in bytes)."""
+        sizes: dict[str, int] = {}
+        for f in self.files:
+            sizes[f.blob_sha256] = max(sizes.get(f.blob_sha256, 0), f.offset + f.size)
+        return sizes
 
     @property
     def ref(self) -> str:

@@ -1,36 +1,27 @@
 """Upload of one big file as a multipart upload, parts in parallel, content re-verified.
 
 One thread reads the file front to back and hands each part to a pool that uploads parts in
-parallel, each with a CRC32 the server checks; a bounded number of parts in flight bounds
-memory. The upload is completed only if the file is provably the one that was hashed: its
-``Fingerprint`` (size, mtime, ctime, inode) is unchanged, or, for a file written so
-recently that a coarse timestamp could hide an edit, a SHA-256 taken while reading the
-parts equals the digest the manifest records. So a file edited after it was hashed is
-never stored under the old digest. Called by ``toque.data.transfer.upload``.
+parallel, each verified by the server against the digest the client sends with it; a
+bounded number of parts in flight bounds memory. The upload is completed only if the file
+is provably the one that was hashed: its ``Fingerprint`` (size, mtime, ctime, inode) is
+unchanged, or, for a file written so recently that a coarse timestamp could hide an edit, a
+SHA-256 taken while reading the parts equals the digest the manifest records. So a file
+edited after it was hashed is never stored under the old digest; and the upload completes
+only if the key is still absent (except for a repair). Called by ``toque.data.transfer``.
 """
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
-import contextlib
 import dataclasses
 import hashlib
 import pathlib
 import threading
 import time
-import zlib
-from typing import Any
-
-import botocore.exceptions
 
 from toque.data import errors, layout, parallel, s3
 
 PARTS_IN_FLIGHT = 8
-
-
-def _crc32(data: bytes) -> str:
-    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
 
 
 def edited(source: pathlib.Path) -> errors.InvalidInput:
@@ -70,61 +61,56 @@ def put(
     sha256: str,
     before: Fingerprint,
     progress: parallel.Progress,
-) -> bool:
-    """Store ``source`` as the blob ``sha256`` unless it exists; True if this call did.
+    *,
+    only_if_absent: bool = True,
+) -> s3.Created | None:
+    """Store ``source`` as the blob ``sha256``: its version, or None if it already existed.
 
-    ``before`` is the file's fingerprint taken before it was hashed.
+    ``before`` is the file's fingerprint taken before it was hashed. ``only_if_absent=False``
+    is for a repair: the key exists and was proven damaged.
     """
-    size = before.size
     key = layout.blob_key(sha256)
-    if bucket.exists(key):
-        progress(size)
-        return False
-    with bucket.translate(f"starting the upload of {source}"):
-        upload_id = bucket.client.create_multipart_upload(
-            Bucket=bucket.name, Key=key, ContentType="application/octet-stream",
-            ChecksumAlgorithm="CRC32",
-        )["UploadId"]  # fmt: skip
+    upload = s3.Multipart(bucket, key, str(source))
     try:
         # Hashing again costs a second pass on a CPU the server needs: only when in doubt.
         digest = None if before.settled else hashlib.sha256()
-        parts = _send_parts(bucket, key, upload_id, source, digest, progress)
+        etags = _send_parts(bucket, upload, source, digest, progress)
         if not before.same(Fingerprint.of(source)):
             raise edited(source)
         if digest is not None and digest.hexdigest() != sha256:
             raise edited(source)
-        return _complete(bucket, key, upload_id, parts, source)
+        created = upload.complete(etags, only_if_absent)
     except BaseException:
-        _abort(bucket, key, upload_id)
+        upload.abort()
         raise
+    if created is None:
+        # Someone stored the same bytes meanwhile: theirs stays, ours is dropped.
+        upload.abort()
+    return created
 
 
 def _send_parts(
     bucket: s3.Bucket,
-    key: str,
-    upload_id: str,
+    upload: s3.Multipart,
     source: pathlib.Path,
     digest: hashlib._Hash | None,
     progress: parallel.Progress,
-) -> list[dict[str, Any]]:
-    def put_part(number: int, data: bytes) -> dict[str, Any]:
-        checksum = _crc32(data)
-        with bucket.translate(f"uploading part {number} of {source}"):
-            response = bucket.client.upload_part(
-                Bucket=bucket.name, Key=key, UploadId=upload_id, PartNumber=number,
-                Body=data, ChecksumCRC32=checksum,
-            )  # fmt: skip
+) -> list[str]:
+    def put_part(number: int, data: bytes) -> str:
+        # The client signs each part's SHA-256 (HTTP) or sends its MD5 (HTTPS): the server
+        # rejects a part that arrives other than it was read.
+        etag = upload.part(number, data)
         progress(len(data))
-        return {"PartNumber": number, "ETag": response["ETag"], "ChecksumCRC32": checksum}
+        return etag
 
-    def settle(future: concurrent.futures.Future[dict[str, Any]]) -> None:
+    def settle(future: concurrent.futures.Future[str]) -> None:
         if future.cancelled() or future.exception() is not None:
             failed.set()
         slots.release()
 
     slots = threading.Semaphore(PARTS_IN_FLIGHT)
     failed = threading.Event()
-    futures: list[concurrent.futures.Future[dict[str, Any]]] = []
+    futures: list[concurrent.futures.Future[str]] = []
     workers = min(PARTS_IN_FLIGHT, bucket.settings.workers)
     with (
         concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool,
@@ -139,28 +125,7 @@ def _send_parts(
                 future.add_done_callback(settle)
                 futures.append(future)
             # A failed part raises here; reading stopped at the first failure.
-            parts = [future.result() for future in futures]
+            etags = [future.result() for future in futures]
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-    return parts
-
-
-def _complete(
-    bucket: s3.Bucket, key: str, upload_id: str, parts: list[dict[str, Any]], source: pathlib.Path
-) -> bool:
-    args: dict[str, Any] = {
-        "Bucket": bucket.name, "Key": key, "UploadId": upload_id,
-        "MultipartUpload": {"Parts": parts},
-    }  # fmt: skip
-    with bucket.translate(f"completing the upload of {source}"):
-        created = bucket.create_once(key, bucket.client.complete_multipart_upload, args)
-    if not created:
-        # Someone stored the same bytes meanwhile: theirs stays, ours is dropped.
-        _abort(bucket, key, upload_id)
-    return created
-
-
-def _abort(bucket: s3.Bucket, key: str, upload_id: str) -> None:
-    # The original error matters more; a bucket lifecycle rule reaps stale uploads.
-    with contextlib.suppress(botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
-        bucket.client.abort_multipart_upload(Bucket=bucket.name, Key=key, UploadId=upload_id)
+    return etags

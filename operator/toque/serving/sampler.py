@@ -3,17 +3,18 @@
 The request thread only draws which rows to keep and ``put_nowait``s them on a bounded
 queue; when the queue is full the rows are dropped and counted. A daemon thread collects
 rows and writes one file per ``batch_rows`` rows or ``interval_s`` seconds to
-``s3://<bucket>/serving-samples/<model>/<version>/<yyyy-mm-dd>/<uuid>.parquet``. Called by
+``s3://<bucket>/serving-samples/<model>/<version>/<yyyy-mm-dd>/<uuid>.parquet`` with the data
+store's S3 client and settings (``TOQUE_S3_ENDPOINT``, ``AWS_*``). Called by
 ``toque.serving.app``; the drift monitor reads the files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import io
 import logging
-import os
 import queue
 import threading
 import time
@@ -28,20 +29,12 @@ PREFIX = "serving-samples"
 
 
 def s3_client() -> Any:
-    import boto3
-    import botocore.config
+    """The data store's client (``toque.data.s3.make_client``), from the pod's environment."""
+    from toque.data import config, s3
 
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=os.environ.get("TOQUE_S3_ENDPOINT") or None,
-        region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-        config=botocore.config.Config(
-            connect_timeout=5,
-            read_timeout=20,
-            retries={"max_attempts": 3, "mode": "standard"},
-            s3={"addressing_style": "path"},
-        ),
-    )
+    settings = config.StoreConfig.from_env()
+    # A few writer threads at most; a write is retried by the next batch, not for minutes.
+    return s3.make_client(dataclasses.replace(settings, workers=2, read_timeout=20))
 
 
 class Sampler:
@@ -140,6 +133,9 @@ class Sampler:
         pq.write_table(table, sink)
         day = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
         key = f"{PREFIX}/{self.model}/{self.version}/{day}/{uuid.uuid4().hex}.parquet"
-        client.put_object(Bucket=self.bucket, Key=key, Body=sink.getvalue())
+        body = sink.getvalue()
+        client.put_object(
+            self.bucket, key, io.BytesIO(body), len(body), "application/vnd.apache.parquet"
+        )
         self.files_written += 1
         LOG.info("wrote %d sampled rows to s3://%s/%s", table.num_rows, self.bucket, key)

@@ -47,6 +47,10 @@ def _wait_ok(proc: processes.Process, url: str, timeout: float) -> None:
     raise ServiceError(f"{proc.name} not healthy at {url} after {timeout}s:\n{proc.tail()}")
 
 
+# The local stack's data bucket keeps every object version at least this long.
+DATA_RETENTION_DAYS = 7
+
+
 @dataclasses.dataclass
 class Minio:
     """A MinIO server; ``env()`` gives the S3 settings a client or a pod needs."""
@@ -113,7 +117,12 @@ class Minio:
         )
 
     def push_dataset(self, directory: pathlib.Path, name: str, bucket: str) -> str:
-        """``toque data push`` as a user runs it; returns the printed ``name@sha256:…``."""
+        """``toque data push`` as a user runs it; returns the printed ``name@sha256:…``.
+
+        The data bucket is created as the README tells a platform team to: versioned, with
+        Object Lock and a default retention, so nothing pushed can be replaced or deleted.
+        """
+        self.create_bucket(bucket, locked=True)
         env = {**os.environ, **self.env(), "TOQUE_DATA_BUCKET": bucket}
         out = subprocess.run(
             [
@@ -135,11 +144,32 @@ class Minio:
         )
         return out.stdout.strip().splitlines()[-1]
 
-    def create_bucket(self, name: str) -> None:
+    def create_bucket(
+        self, name: str, *, locked: bool = False, retention_days: int = DATA_RETENTION_DAYS
+    ) -> None:
+        """Create ``name`` unless it exists; ``locked``: with versioning and Object Lock.
+
+        A locked bucket also gets a default GOVERNANCE retention of ``retention_days`` (0:
+        none): every object version is kept that long, and only a client allowed to bypass
+        governance retention can delete it earlier.
+        """
         client = self.client()
         existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
-        if name not in existing:
+        if name in existing:
+            return
+        if not locked:
             client.create_bucket(Bucket=name)
+            return
+        # Object Lock can only be turned on when a bucket is created; it turns on versioning.
+        client.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+        if retention_days:
+            client.put_object_lock_configuration(
+                Bucket=name,
+                ObjectLockConfiguration={
+                    "ObjectLockEnabled": "Enabled",
+                    "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": retention_days}},
+                },
+            )
 
     def stop(self) -> None:
         if self.process:
