@@ -98,7 +98,8 @@ def test_example_trains_tracks_gates_and_promotes(
     assert condition(done, "PodCreated")["status"] == "True"
     mv = get(cluster, namespace, "modelversion", status["modelVersion"])
     assert mv["spec"]["model"] == "breast-cancer-classifier"
-    assert mv["spec"]["source"] == {"trainingJob": name}
+    assert mv["spec"]["source"]["trainingJob"] == name
+    assert mv["spec"]["source"]["allowUnverified"] is False  # the digest will be checked
     assert mv["spec"]["alias"] == "champion"
     reasons = {e["reason"] for e in events(cluster, namespace, name)}
     assert {"GatePassed", "ModelVersionCreated", "Succeeded"} <= reasons

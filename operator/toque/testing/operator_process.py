@@ -51,7 +51,8 @@ def install_rbac_and_kubeconfig(
         "--show-only",
         "templates/rbac.yaml",
     )
-    c.kubectl("apply", "-n", namespace, "-f", "-", stdin=rendered)
+    # No -n: in namespaced mode the Roles live in the watched namespaces, not the release's.
+    c.kubectl("apply", "-f", "-", stdin=rendered)
     account = service_account(release)
     token = c.kubectl("create", "token", account, "-n", namespace, "--duration=24h").stdout.strip()
     admin = yaml.safe_load(c.kubeconfig.read_text())
