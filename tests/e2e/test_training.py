@@ -7,7 +7,6 @@ MLflow servers of the session; credentials reach it from a Secret, as in a clust
 from __future__ import annotations
 
 import copy
-import os
 import pathlib
 from typing import Any
 
@@ -77,6 +76,7 @@ def test_example_trains_tracks_gates_and_promotes(
     cluster: local.LocalCluster,
     namespace: str,
     dataset_ref: str,
+    monkeypatch: pytest.MonkeyPatch,
     minio: services.Minio,
     mlflow_server: services.Mlflow,
 ) -> None:
@@ -142,8 +142,11 @@ def test_example_trains_tracks_gates_and_promotes(
     assert any(k.endswith("MLmodel") for k in keys), keys
     import mlflow
 
-    mlflow.set_tracking_uri(mlflow_server.uri)
-    os.environ.update(minio.env())
+    # Through the environment and undone after the test: mlflow.set_tracking_uri or a
+    # lasting os.environ change would point later tests' "MLflow is down" cases at this server.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.uri)
+    for key, value in minio.env().items():
+        monkeypatch.setenv(key, value)
     local_copy = mlflow.artifacts.download_artifacts(artifact_uri=status["modelUri"])
     assert digest.model_digest(pathlib.Path(local_copy)) == status["modelDigest"]
 
