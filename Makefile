@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 
-.PHONY: all venv tools crds crds-check lint test test-unit test-e2e test-kind up down clean \
+.PHONY: all venv tools image crds crds-check lint test test-unit test-e2e test-kind up down clean \
 	bench bench-data bench-serve lock
 
 all: test
@@ -27,6 +27,10 @@ venv: $(STAMP)
 tools:
 	@bash hack/build-tools.sh
 
+# Toque's image with buildah on a locally built Debian base, tagged by content (prints it).
+image:
+	@bash hack/build-image.sh
+
 crds: venv
 	$(PY) -m toque.api.crdgen crds helm/toque/crds
 
@@ -35,6 +39,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check operator tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/hadolint Dockerfile
 
 test-unit: venv
 	$(VENV)/bin/pytest -q tests/unit
