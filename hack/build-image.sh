@@ -17,7 +17,9 @@ for tool in buildah podman runc mmdebstrap; do
 done
 if ((${#need[@]})); then
   log "installing ${need[*]} from Debian"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" uidmap >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q "${need[@]}" uidmap >&2 ||
+    { apt-get update -q >&2 && apt-get install -y -q "${need[@]}" uidmap >&2; }
 fi
 
 if ! podman image exists "$BASE"; then
