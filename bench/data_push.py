@@ -23,7 +23,7 @@ import tempfile
 import time
 
 from toque.data import config, s3
-from toque.testing import cluster, services
+from toque.local import cluster, services
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MiB = 1024 * 1024

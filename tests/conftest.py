@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from toque.testing import cluster as local
-from toque.testing import services
+from toque.local import cluster as local
+from toque.local import services
 
 
 @pytest.fixture(scope="session")

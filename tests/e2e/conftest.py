@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from toque.testing import cluster as local
-from toque.testing import operator_process, services
+from toque.local import cluster as local
+from toque.local import operator_process, services
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from toque.testing import cluster as local
+from toque.local import cluster as local
 
 
 def apply(

@@ -26,7 +26,7 @@ import yaml
 
 from tests.e2e.helpers import apply, get
 from tests.unit.test_schema_corpus import SPECS, corpus, load
-from toque.testing import cluster as local
+from toque.local import cluster as local
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

@@ -13,8 +13,8 @@ import requests
 from tests.e2e.conftest import MLFLOW_PASSWORD, MLFLOW_USER
 from tests.e2e.helpers import apply, get, wait
 from tests.e2e.test_rollout import Logged, logged, plain_modelversion, status, wait_phase
-from toque.testing import cluster as local
-from toque.testing import operator_process, services
+from toque.local import cluster as local
+from toque.local import operator_process, services
 
 __all__ = ["logged"]  # the module fixture logging the runs
 

@@ -7,7 +7,7 @@ import pathlib
 import pytest
 import yaml
 
-from toque.testing import cluster as local
+from toque.local import cluster as local
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from toque.testing import cluster as local
+from toque.local import cluster as local
 
 
 def alive(pid: int) -> bool:
@@ -65,7 +65,7 @@ def test_failed_start_stops_what_started(tmp_path: pathlib.Path) -> None:
 def test_components_die_with_a_killed_parent(tmp_path: pathlib.Path) -> None:
     script = (
         "import json, sys, time\n"
-        "from toque.testing import cluster\n"
+        "from toque.local import cluster\n"
         f"c = cluster.LocalCluster(workdir=__import__('pathlib').Path({str(tmp_path)!r}))\n"
         "c.start()\n"
         "print(json.dumps([p.pid for p in c.processes.values()]), flush=True)\n"

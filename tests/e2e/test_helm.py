@@ -8,7 +8,7 @@ import pathlib
 import pytest
 import yaml
 
-from toque.testing import cluster as local
+from toque.local import cluster as local
 
 CHART = pathlib.Path(__file__).resolve().parents[2] / "helm" / "toque"
 

@@ -20,8 +20,8 @@ import pytest
 import requests
 
 from tests.e2e.test_rollout import Logged, logged
-from toque.testing import cluster as local
-from toque.testing import services
+from toque.local import cluster as local
+from toque.local import services
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 __all__ = ["logged"]  # the module fixture logging the runs

@@ -17,8 +17,8 @@ from tests.e2e.conftest import make_namespace
 from tests.e2e.helpers import apply, get, wait
 from tests.e2e.test_training import EXAMPLE, dataset_ref, on_local_node, wait_phase
 from toque.clients import mlflow_registry
-from toque.testing import cluster as local
-from toque.testing import operator_process, services
+from toque.local import cluster as local
+from toque.local import operator_process, services
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 RELEASE = "toque-scoped"

@@ -15,8 +15,8 @@ import urllib.request
 from typing import Any
 
 from tests.e2e.helpers import apply, get, wait
-from toque.testing import cluster as local
-from toque.testing import processes
+from toque.local import cluster as local
+from toque.local import processes
 
 NODE = "local-node-0"
 AGENT = f"nodeagent-{NODE}"

@@ -11,8 +11,8 @@ from typing import Any
 from tests.e2e import test_nodeagent as pods
 from tests.e2e.helpers import apply
 from toque.clients import prometheus as prom
-from toque.testing import cluster as local
-from toque.testing import services
+from toque.local import cluster as local
+from toque.local import services
 
 # A counter with one labelled child; the process then serves until the pod is deleted.
 SERVER = (

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from tests.e2e.helpers import apply, events, get, wait
-from toque.testing import cluster as local
-from toque.testing import operator_process
+from toque.local import cluster as local
+from toque.local import operator_process
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.usefixtures("operator")

@@ -15,8 +15,8 @@ import boto3
 import pytest
 
 from toque.cli import main as cli
-from toque.testing import cluster as local
-from toque.testing import services
+from toque.local import cluster as local
+from toque.local import services
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ import pytest
 
 from toque.cli import main as cli
 from toque.data import config, errors, layout, store
-from toque.testing import services
+from toque.local import services
 
 BIG = 11 * 1024 * 1024  # a multipart upload at 5 MiB parts
 

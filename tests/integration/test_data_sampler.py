@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from toque.local import services
 from toque.serving import sampler
-from toque.testing import services
 
 
 # pyarrow asks a tz-aware column for .values, which pandas 3.1 deprecates (not ours to fix).

@@ -17,8 +17,8 @@ import pytest
 
 from toque.data import config, errors, layout, manifest, multipart, parallel, store, transfer
 from toque.data import s3 as store_s3
-from toque.testing import cluster as local
-from toque.testing import services
+from toque.local import cluster as local
+from toque.local import services
 
 BIG = 11 * 1024 * 1024  # three parts at the 5 MiB minimum part size
 

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from toque.clients import mlflow_registry
-from toque.testing import cluster as local
-from toque.testing import services
+from toque.local import cluster as local
+from toque.local import services
 
 X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]] * 5)
 Y = np.array([0, 1, 1, 1] * 5)

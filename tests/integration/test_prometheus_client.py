@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from toque.clients import prometheus as prom
-from toque.testing import cluster as local
-from toque.testing import services
+from toque.local import cluster as local
+from toque.local import services
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from toque.core import digest
-from toque.testing import cluster as local
+from toque.local import cluster as local
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 FEATURES = 8

@@ -26,9 +26,9 @@ import pandas as pd
 import pytest
 
 from toque.core import digest
+from toque.local import cluster as local
+from toque.local import services
 from toque.serving import bins
-from toque.testing import cluster as local
-from toque.testing import services
 
 # MLflow warns about its own type-hint inference while logging; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from toque.api import trainingjob as tj
 from toque.core import exitcodes
-from toque.testing import cluster as local
+from toque.local import cluster as local
 from toque.trainer import context, run, spec
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

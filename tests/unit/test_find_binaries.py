@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from toque.testing import cluster
+from toque.local import cluster
 
 
 def fake_bins(directory: pathlib.Path, names: tuple[str, ...]) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from toque.testing import nodeagent_env as envs
+from toque.local import nodeagent_env as envs
 
 POD: dict[str, Any] = {
     "metadata": {

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from toque.testing import nodeagent_process as proc
-from toque.testing import nodeagent_status as st
+from toque.local import nodeagent_process as proc
+from toque.local import nodeagent_status as st
 
 T0 = "2026-01-01T00:00:00Z"
 T1 = "2026-01-01T00:01:00Z"

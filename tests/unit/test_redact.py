@@ -9,7 +9,7 @@ import requests
 
 from toque.clients import mlflow_registry, prometheus
 from toque.core.redact import RedactingFilter, redact, redact_url
-from toque.testing import cluster as local
+from toque.local import cluster as local
 
 
 def test_redact_url_removes_user_and_password() -> None:

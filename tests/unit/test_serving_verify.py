@@ -21,8 +21,8 @@ import pytest
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from toque.core import digest, exitcodes
+from toque.local import cluster as local
 from toque.serving import model, server
-from toque.testing import cluster as local
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 PICKLE = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"

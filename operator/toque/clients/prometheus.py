@@ -2,7 +2,7 @@
 
 Called by the canary analysis, which reads the model servers' metrics
 (``toque_serving_*``) that Prometheus scrapes from serving pods; the tests use it to read
-what ``toque.testing.services.Prometheus`` scraped. Errors are split by intent:
+what ``toque.local.services.Prometheus`` scraped. Errors are split by intent:
 ``PrometheusUnavailableError`` (connection refused, timeouts, HTTP 5xx, 503 while the TSDB
 starts or when a query times out, any other unexpected answer) is worth retrying later;
 ``PrometheusQueryError`` (HTTP 400 ``bad_data`` for bad PromQL, 422 ``execution``, a result

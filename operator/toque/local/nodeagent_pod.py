@@ -22,9 +22,9 @@ import time
 from typing import Any
 
 from toque.clients import kube as kube_client
-from toque.testing import nodeagent_env as envs
-from toque.testing import nodeagent_process as proc
-from toque.testing import nodeagent_status as st
+from toque.local import nodeagent_env as envs
+from toque.local import nodeagent_process as proc
+from toque.local import nodeagent_status as st
 
 LOG = logging.getLogger("toque.nodeagent")
 POLL_SECONDS = 0.5

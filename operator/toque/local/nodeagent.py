@@ -3,7 +3,7 @@ node run for real, as local processes; kwok keeps simulating every other node.
 
 ``LocalCluster`` starts one agent per local node as a child process::
 
-    python -m toque.testing.nodeagent --kubeconfig K --node local-node-0 --workdir W \\
+    python -m toque.local.nodeagent --kubeconfig K --node local-node-0 --workdir W \\
         [--cpu 4] [--memory 16Gi] [--pods 110]
 
 This module keeps the node and lists its pods; ``nodeagent_pod`` runs each pod in a thread,
@@ -77,7 +77,7 @@ from typing import Any
 import kubernetes
 
 from toque.clients import kube as kube_client
-from toque.testing import nodeagent_pod, nodeagent_process
+from toque.local import nodeagent_pod, nodeagent_process
 
 LOG = logging.getLogger("toque.nodeagent")
 LOCAL_EXEC_LABEL = "toque.dev/local-exec"
@@ -317,7 +317,7 @@ class Agent:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m toque.testing.nodeagent",
+        prog="python -m toque.local.nodeagent",
         description="Run pods bound to one node as local processes (a test kubelet).",
     )
     parser.add_argument("--kubeconfig", required=True, type=pathlib.Path)

@@ -24,8 +24,8 @@ from typing import Any
 
 import yaml
 
-from toque.testing import cluster as local
-from toque.testing import processes
+from toque.local import cluster as local
+from toque.local import processes
 
 
 class ServiceError(RuntimeError):

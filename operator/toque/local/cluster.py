@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from toque.testing import pki, processes
+from toque.local import pki, processes
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 BINARIES = (
@@ -374,7 +374,7 @@ class LocalCluster:
                     [
                         sys.executable,
                         "-m",
-                        "toque.testing.nodeagent",
+                        "toque.local.nodeagent",
                         f"--kubeconfig={configs['nodeagent']}",
                         f"--node={node.name}",
                         f"--workdir={self.workdir / 'agent' / node.name}",

@@ -16,8 +16,8 @@ import urllib.request
 
 import yaml
 
-from toque.testing import cluster as local
-from toque.testing import processes
+from toque.local import cluster as local
+from toque.local import processes
 
 NAMESPACE = "toque-system"
 SERVICE_ACCOUNT = "toque-operator"

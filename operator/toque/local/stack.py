@@ -23,9 +23,9 @@ import sys
 import time
 import urllib.request
 
+from toque.local import cluster as local
+from toque.local import operator_process, processes, services
 from toque.resources import serving
-from toque.testing import cluster as local
-from toque.testing import operator_process, processes, services
 
 HOME = pathlib.Path(os.environ.get("TOQUE_HOME", pathlib.Path.home() / ".toque" / "local"))
 STATE = HOME / "state.json"
