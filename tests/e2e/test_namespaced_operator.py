@@ -15,7 +15,7 @@ import pytest
 
 from tests.e2e.conftest import make_namespace
 from tests.e2e.helpers import apply, get, wait
-from tests.e2e.test_training import EXAMPLE, dataset_ref, on_local_node, wait_phase
+from tests.e2e.test_training import EXAMPLE, code_ref, dataset_ref, on_local_node, wait_phase
 from toque.clients import mlflow_registry
 from toque.local import cluster as local
 from toque.local import operator_process, services
@@ -25,7 +25,7 @@ RELEASE = "toque-scoped"
 RELEASE_NAMESPACE = "toque-scoped-system"
 ACCOUNT = f"system:serviceaccount:{RELEASE_NAMESPACE}:{operator_process.service_account(RELEASE)}"
 
-__all__ = ["dataset_ref"]  # the module fixture pushing the example's dataset
+__all__ = ["code_ref", "dataset_ref"]  # module fixtures pushing the example's code and data
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import pathlib
+import subprocess
 from typing import Any
 
 import pytest
@@ -35,9 +36,24 @@ def dataset_ref(minio: services.Minio, tmp_path_factory: pytest.TempPathFactory)
     return ref
 
 
+@pytest.fixture(scope="module", autouse=True)
+def code_ref(minio: services.Minio) -> str:
+    """``toque code push examples --name breast-cancer-code``: the example's spec.code.ref."""
+    ref = minio.push_code(ROOT, ["examples"], "breast-cancer-code", "toque-data")
+    assert ref.startswith("breast-cancer-code@sha256:"), ref
+    return ref
+
+
+def head_commit() -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def on_local_node(doc: dict[str, Any], **extra_spec: Any) -> dict[str, Any]:
-    """The manifest, pinned to the node agent's node, with the repo on PYTHONPATH (in a
-    cluster the training image holds the code)."""
+    """The manifest, pinned to the node agent's node. The example's code comes from its
+    snapshot (spec.code); only the tests' own trainers (tests.e2e.trainers) need the
+    repository on PYTHONPATH."""
     out = copy.deepcopy(doc)
     spec = out["spec"]
     spec["nodeSelector"] = {"toque.dev/local-exec": "true"}
@@ -48,11 +64,10 @@ def on_local_node(doc: dict[str, Any], **extra_spec: Any) -> dict[str, Any]:
     if serving is not None:  # the promoted version's servers run for real too
         serving["nodeSelector"] = dict(spec["nodeSelector"])
         serving["tolerations"] = copy.deepcopy(spec["tolerations"])
-    spec["env"] = [
-        {"name": "PYTHONPATH", "value": str(ROOT)},
-        {"name": "TOQUE_DEPENDENCY_TIMEOUT", "value": "20"},
-    ]
+    spec["env"] = [{"name": "TOQUE_DEPENDENCY_TIMEOUT", "value": "20"}]
     spec.update(extra_spec)
+    if str(spec.get("entrypoint") or "").startswith("tests."):
+        spec["env"].append({"name": "PYTHONPATH", "value": str(ROOT)})
     return out
 
 
@@ -76,6 +91,7 @@ def test_example_trains_tracks_gates_and_promotes(
     cluster: local.LocalCluster,
     namespace: str,
     dataset_ref: str,
+    code_ref: str,
     monkeypatch: pytest.MonkeyPatch,
     minio: services.Minio,
     mlflow_server: services.Mlflow,
@@ -132,6 +148,9 @@ def test_example_trains_tracks_gates_and_promotes(
     assert tags["toque.trainingjob.uid"] == done["metadata"]["uid"]
     assert tags["toque.trainingjob.namespace"] == namespace
     assert tags["toque.code_revision"] == status["codeRevision"]
+    # the code came from its snapshot: the pushed version, at the commit it was taken from
+    assert tags["toque.code"] == code_ref
+    assert status["codeRevision"] == f"git:{head_commit()}"
     assert logged["val_accuracy"] == pytest.approx(status["metrics"]["val_accuracy"])
     assert any(k.startswith("fairness.size_group.") for k in logged)
     assert run["info"]["status"] == "FINISHED"

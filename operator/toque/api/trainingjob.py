@@ -31,6 +31,14 @@ class DatasetInput(schema.SpecModel):
     )
 
 
+class CodeSource(schema.SpecModel):
+    """A code snapshot pushed with ``toque code push``: the git-tracked files of a project at a
+    revision, stored content-addressed like a dataset. The trainer fetches and verifies it and
+    puts it first on ``sys.path``, so a change trains without building an image."""
+
+    ref: schema.DatasetRef
+
+
 def dataset_alias(d: DatasetInput) -> str:
     """The name the run's code sees a dataset under."""
     return d.alias or d.ref.split("@")[0].split(":")[0]
@@ -233,6 +241,10 @@ class TrainingJobSpec(schema.SpecModel):
     command: list[str] | None = pydantic.Field(default=None, min_length=1, max_length=64)
     args: list[str] | None = pydantic.Field(default=None, max_length=256)
     env: list[kubetypes.EnvVar] | None = pydantic.Field(default=None, max_length=128)
+    code: CodeSource | None = pydantic.Field(
+        default=None,
+        description="Code snapshot to run (toque code push); resolved to its digest at start.",
+    )
     datasets: Annotated[list[DatasetInput], schema.checked(UNIQUE_ALIASES)] | None = pydantic.Field(
         default=None, max_length=32
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from toque.cli import data_cmd, operator_cmd, rollout_cmd, serve_cmd, train_cmd
+from toque.cli import code_cmd, data_cmd, operator_cmd, rollout_cmd, serve_cmd, train_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,6 +13,7 @@ def build_parser() -> argparse.ArgumentParser:
     subs = parser.add_subparsers(dest="command", required=True)
     operator_cmd.register(subs)
     data_cmd.register(subs)
+    code_cmd.register(subs)
     train_cmd.register(subs)
     serve_cmd.register(subs)
     rollout_cmd.register(subs)

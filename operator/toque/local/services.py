@@ -144,6 +144,33 @@ class Minio:
         )
         return out.stdout.strip().splitlines()[-1]
 
+    def push_code(self, repo: pathlib.Path, paths: list[str], name: str, bucket: str) -> str:
+        """``toque code push`` as a user runs it; returns the printed ``name@sha256:…``."""
+        self.create_bucket(bucket, locked=True)
+        env = {**os.environ, **self.env(), "TOQUE_DATA_BUCKET": bucket}
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "toque.cli.main",
+                "code",
+                "push",
+                "-C",
+                str(repo),
+                "--name",
+                name,
+                *paths,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"toque code push failed ({out.returncode}): {out.stderr}")
+        return out.stdout.strip().splitlines()[-1]
+
     def create_bucket(
         self, name: str, *, locked: bool = False, retention_days: int = DATA_RETENTION_DAYS
     ) -> None:

@@ -54,9 +54,7 @@ def up(timeout: float) -> int:
         return 1
     HOME.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    c = local.LocalCluster(
-        workdir=HOME / "cluster", nodes=NODES, detached=True, code_paths=[local.REPO_ROOT]
-    )
+    c = local.LocalCluster(workdir=HOME / "cluster", nodes=NODES, detached=True)
     minio = services.Minio(HOME / "minio", local.find_binaries(("minio",))["minio"], detached=True)
     mlflow = services.Mlflow(HOME / "mlflow", minio, detached=True)
     prom_bin = local.find_binaries(("prometheus",))["prometheus"]
@@ -135,6 +133,8 @@ def run_example(c: local.LocalCluster, minio: services.Minio, timeout: float) ->
     data = make_dataset.write(HOME / "data" / "breast-cancer").parent
     _say(f"toque data push {data} --name breast-cancer")
     print("  " + minio.push_dataset(data, "breast-cancer", "toque-data"))
+    _say("toque code push examples --name breast-cancer-code")
+    print("  " + minio.push_code(local.REPO_ROOT, ["examples"], "breast-cancer-code", "toque-data"))
     c.kubectl("create", "namespace", DEMO_NAMESPACE)
     c.kubectl("label", "namespace", DEMO_NAMESPACE, "pod-security.kubernetes.io/enforce=restricted")
     c.kubectl(

@@ -71,6 +71,7 @@ def _runtime_env(
 ) -> list[dict[str, Any]]:
     """What the trainer runtime needs to know about the run, as env vars."""
     run = {
+        "code": spec.code.to_kube() if spec.code else None,
         "datasets": [d.to_kube() for d in spec.datasets or []],
         "params": spec.params or {},
         "experiment": spec.experiment,

@@ -7,6 +7,9 @@ import os
 import pathlib
 import subprocess
 
+# At the root of a code snapshot (``toque code push``): the git revision it was taken at.
+REVISION_FILE = ".toque-revision"
+
 
 def code_revision(module_file: pathlib.Path | None) -> str | None:
     """TOQUE_CODE_REVISION, else the git commit of the module's checkout, else its hash."""

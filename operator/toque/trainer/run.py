@@ -70,6 +70,45 @@ def load_entrypoint(entrypoint: str) -> Callable[..., Any]:
     return target  # type: ignore[no-any-return]
 
 
+@dataclasses.dataclass(frozen=True)
+class Code:
+    pinned: str  # name@sha256:…
+    path: pathlib.Path
+    revision: str | None
+
+
+def fetch_code(run: spec.RunSpec, workdir: pathlib.Path) -> Code | None:
+    """Fetch and verify the code snapshot and put it first on ``sys.path``."""
+    if run.code is None:
+        return None
+    from toque.data import errors as data_errors
+    from toque.data import store as data_store
+
+    store = retry.with_backoff(
+        data_store.DataStore.from_env, "connect to the data store", budget(), LOG
+    )
+    ref = run.code.ref
+    dest = workdir / "code"
+    try:
+        resolved = retry.with_backoff(
+            functools.partial(store.resolve, ref), f"resolve {ref}", budget(), LOG
+        )
+        retry.with_backoff(
+            functools.partial(store.pull, resolved.pinned, dest),
+            f"pull {resolved.pinned}",
+            budget(),
+            LOG,
+        )
+    except (data_errors.DatasetNotFound, data_errors.CorruptedObject) as error:
+        raise PermanentError(f"code snapshot {ref}: {error}") from error
+    marker = dest / lineage.REVISION_FILE
+    revision = marker.read_text().strip() if marker.is_file() else None
+    sys.path.insert(0, str(dest))
+    importlib.invalidate_caches()
+    LOG.info("code %s → %s (revision %s)", ref, resolved.pinned, revision or "unknown")
+    return Code(resolved.pinned, dest, revision)
+
+
 def fetch_datasets(run: spec.RunSpec, workdir: pathlib.Path) -> dict[str, context.Dataset]:
     if not run.datasets:
         return {}
@@ -156,11 +195,14 @@ def train(entrypoint: str) -> Outcome:
     from mlflow import entities
 
     run, identity = spec.from_env()
-    fn = load_entrypoint(entrypoint)
     workdir = pathlib.Path(os.environ.get("TOQUE_WORKDIR") or tempfile.mkdtemp(prefix="toque-"))
+    code = fetch_code(run, workdir)
+    fn = load_entrypoint(entrypoint)
     datasets = fetch_datasets(run, workdir)
     module_file = inspect.getsourcefile(fn)
-    revision = lineage.code_revision(pathlib.Path(module_file) if module_file else None)
+    revision = (code.revision if code else None) or lineage.code_revision(
+        pathlib.Path(module_file) if module_file else None
+    )
 
     experiment = retry.with_backoff(
         lambda: mlflow.set_experiment(run.experiment or "Default"),
@@ -175,6 +217,7 @@ def train(entrypoint: str) -> Outcome:
         "toque.image": identity.image,
         "toque.entrypoint": entrypoint,
         "toque.code_revision": revision or "",
+        "toque.code": code.pinned if code else "",
         **{f"toque.dataset.{alias}": d.pinned for alias, d in datasets.items()},
     }
     tags = {key: redact.redact_url(value) for key, value in tags.items()}

@@ -16,6 +16,7 @@ class RunSpec(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="ignore")
 
+    code: tj.CodeSource | None = None
     datasets: list[tj.DatasetInput] = pydantic.Field(default_factory=list)
     params: dict[str, Any] = pydantic.Field(default_factory=dict)
     experiment: str | None = None
