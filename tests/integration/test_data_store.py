@@ -164,6 +164,25 @@ def test_small_files_travel_in_few_packs_and_come_back_intact(
     assert same_files(source, tmp_path / "out")
 
 
+def test_empty_files_packed_beside_others_come_back_intact(
+    data: store.DataStore, tmp_path: pathlib.Path
+) -> None:
+    # A package's empty __init__.py shares its pack offset with the next file.
+    source = tmp_path / "src"
+    for name, body in (
+        ("a/__init__.py", b""),
+        ("a/b.py", b"X = 1\n"),
+        ("a/c/__init__.py", b""),
+        ("a/c/d.py", b"Y = 2\n"),
+        ("z.txt", b""),
+    ):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_bytes(body)
+    data.push(source, "with-empty-files")
+    data.pull("with-empty-files", tmp_path / "out")
+    assert same_files(source, tmp_path / "out")
+
+
 def test_editing_one_small_file_re_uploads_only_its_pack(
     settings: config.StoreConfig, tmp_path: pathlib.Path
 ) -> None:

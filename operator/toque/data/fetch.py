@@ -54,11 +54,14 @@ def download_all(
 
     ``pins`` (blob sha256 -> object version) makes each read ask for that version.
     """
-    # blob -> offset -> (entry, targets): one content may sit at several paths.
-    blobs: dict[str, dict[int, Slot]] = collections.defaultdict(dict)
+    # blob -> (offset, size, sha256) -> (entry, targets): one content may sit at several
+    # paths. The offset alone is not enough: an empty file shares its offset with the next
+    # file in the pack, and sorting by (offset, size) reads it first.
+    blobs: dict[str, dict[tuple[int, int, str], Slot]] = collections.defaultdict(dict)
     for entry in files:
         target = safe_target(dest, entry.path)
-        slot = blobs[entry.blob_sha256].setdefault(entry.offset, (entry, []))
+        key = (entry.offset, entry.size, entry.sha256)
+        slot = blobs[entry.blob_sha256].setdefault(key, (entry, []))
         slot[1].append(target)
     jobs = [(blob, [slots[o] for o in sorted(slots)]) for blob, slots in blobs.items()]
     pins = pins or {}
