@@ -63,8 +63,8 @@ def log_model(
     from sklearn.datasets import load_breast_cancer
     from sklearn.ensemble import RandomForestClassifier
 
+    from toque.core import digest
     from toque.serving import bins
-    from toque.trainer import digest
 
     mlflow.set_tracking_uri(tracking_uri)
     # Artifacts beside the database: the default would be ./mlruns in the caller's directory.

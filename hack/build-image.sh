@@ -35,8 +35,8 @@ fi
 hash="$(
   {
     podman image inspect --format '{{.Id}}' "$BASE"
-    git ls-files -s Dockerfile pyproject.toml constraints.txt README.md operator
-    git diff HEAD -- Dockerfile pyproject.toml constraints.txt README.md operator 2>/dev/null
+    git ls-files -s Dockerfile .dockerignore pyproject.toml constraints.txt README.md operator
+    git diff HEAD -- Dockerfile .dockerignore pyproject.toml constraints.txt README.md operator 2>/dev/null
     git ls-files -z --others --exclude-standard operator | xargs -0 -r sha256sum
   } | sha256sum | cut -c1-16
 )"

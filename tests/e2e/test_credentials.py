@@ -10,7 +10,7 @@ from typing import Any
 
 import requests
 
-from tests.e2e.conftest import MLFLOW_PASSWORD, MLFLOW_USER
+from tests.e2e.conftest import MLFLOW_PASSWORD
 from tests.e2e.helpers import apply, get, wait
 from tests.e2e.test_rollout import Logged, logged, plain_modelversion, status, wait_phase
 from toque.local import cluster as local
@@ -57,7 +57,8 @@ def test_mlflow_credentials_never_reach_status_events_logs_or_tags(
             return s if registered.get("reason") == "RegistryUnavailable" else None
 
         outage = wait(cluster, unavailable, "the registry outage in a condition", 60)
-        assert "MLflow" in outage["message"]
+        # The failing URL is quoted, its credentials replaced: they were in play.
+        assert "://***@127.0.0.1" in outage["message"], outage["message"]
     finally:
         mlflow_server.start()
     wait_phase(cluster, ns, "v1", "Promoted")
@@ -73,7 +74,6 @@ def test_mlflow_credentials_never_reach_status_events_logs_or_tags(
         operator.log_path.read_text(errors="replace"),
         *_mlflow_texts(mlflow_server.uri),
     ]
-    assert any(MLFLOW_USER in t or "MLflow" in t for t in texts)  # the URL was in play
     leaks = [
         t[max(0, t.find(MLFLOW_PASSWORD) - 200) :][:400] for t in texts if MLFLOW_PASSWORD in t
     ]

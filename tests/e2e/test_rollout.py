@@ -37,11 +37,11 @@ from tests.e2e import flaky_model
 from tests.e2e.helpers import apply, events, get, wait
 from toque.api import modelversion as mv
 from toque.clients import mlflow_registry
+from toque.core import digest
 from toque.local import cluster as local
 from toque.local import operator_process, services
 from toque.resources import serving
 from toque.serving import bins
-from toque.trainer import digest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 STEPS = [{"setWeight": 10}, {"setWeight": 50}, {"setWeight": 100}]

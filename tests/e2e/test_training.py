@@ -18,9 +18,9 @@ from examples.project import make_dataset
 
 from tests.e2e.helpers import apply, events, get, wait
 from toque.clients import mlflow_registry
+from toque.core import digest
 from toque.local import cluster as local
 from toque.local import operator_process, services
-from toque.trainer import digest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLE = yaml.safe_load((ROOT / "examples" / "trainingjob.yaml").read_text())

@@ -13,6 +13,7 @@ from toque.api import constants
 from toque.api import modelversion as mv
 from toque.reconcile import analysis as an
 from toque.reconcile import modelversion as decide
+from toque.reconcile import registration
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
 CONFIG = decide.Config(min_window_seconds=10)
@@ -91,7 +92,7 @@ STABLE = registered("1", phase="Promoted", promotedAt="2026-11-27T09:00:00+00:00
 def test_a_new_version_is_registered_from_what_the_handler_resolved() -> None:
     v = version(
         "v1",
-        source=decide.Source("models:/iris/1", "r" * 32, "sha256:" + "1" * 64),
+        source=registration.Source("models:/iris/1", "r" * 32, "sha256:" + "1" * 64),
         registry_version="1",
     )
     p = plan(v)

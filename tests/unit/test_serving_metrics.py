@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 from prometheus_client import exposition, parser
 
-from toque.serving import bins, metrics
+from toque.core import bins
+from toque.serving import metrics
 
 
 def _samples(m: metrics.Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -122,45 +122,17 @@ class Minio:
         The data bucket is created as the README tells a platform team to: versioned, with
         Object Lock and a default retention, so nothing pushed can be replaced or deleted.
         """
-        self.create_bucket(bucket, locked=True)
-        env = {**os.environ, **self.env(), "TOQUE_DATA_BUCKET": bucket}
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "toque.cli.main",
-                "data",
-                "push",
-                str(directory),
-                "--name",
-                name,
-                "--quiet",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-        return out.stdout.strip().splitlines()[-1]
+        return self._push(bucket, "data", "push", str(directory), "--name", name, "--quiet")
 
     def push_code(self, repo: pathlib.Path, paths: list[str], name: str, bucket: str) -> str:
         """``toque code push`` as a user runs it; returns the printed ``name@sha256:…``."""
+        return self._push(bucket, "code", "push", "-C", str(repo), "--name", name, *paths)
+
+    def _push(self, bucket: str, *args: str) -> str:
         self.create_bucket(bucket, locked=True)
         env = {**os.environ, **self.env(), "TOQUE_DATA_BUCKET": bucket}
         out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "toque.cli.main",
-                "code",
-                "push",
-                "-C",
-                str(repo),
-                "--name",
-                name,
-                *paths,
-            ],
+            [sys.executable, "-m", "toque.cli.main", *args],
             env=env,
             capture_output=True,
             text=True,
@@ -168,7 +140,9 @@ class Minio:
             check=False,
         )
         if out.returncode != 0:
-            raise RuntimeError(f"toque code push failed ({out.returncode}): {out.stderr}")
+            raise ServiceError(
+                f"toque {' '.join(args[:2])} failed ({out.returncode}): {out.stderr}"
+            )
         return out.stdout.strip().splitlines()[-1]
 
     def create_bucket(

@@ -50,9 +50,6 @@ MAX_LOOK_AGAIN_SECONDS = 30.0
 _EPOCH = dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
-Source = registration.Source
-
-
 @dataclasses.dataclass(frozen=True)
 class Version:
     """One ModelVersion and what serves it."""
@@ -69,7 +66,7 @@ class Version:
     deployment: dict[str, Any] | None = None
     pods: Sequence[dict[str, Any]] = ()
     # Filled by the handler only while the version is not registered yet.
-    source: Source | None = None
+    source: registration.Source | None = None
     registry_version: str | None = None
     waiting: str | None = None  # the source is not ready yet (its TrainingJob still runs)
     error: str | None = None  # permanent: the source failed, the registry refused it

@@ -1,8 +1,7 @@
 """Feature bins for code that logs models itself (tests, benchmarks, notebooks).
 
 The artifact's format, its computation and its parser live in ``toque.core.bins``, shared
-with the trainer; this module re-exports them and adds ``log_bins``, which logs the file
-to an MLflow run the way the trainer does.
+with the trainer; ``log_bins`` logs the file to an MLflow run the way the trainer does.
 """
 
 from __future__ import annotations
@@ -10,30 +9,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-from toque.core.bins import (
-    ARTIFACT_DIR,
-    ARTIFACT_FILE,
-    ARTIFACT_PATH,
-    FORMAT,
-    MAX_CATEGORIES,
-    QUANTILES,
-    compute_bins,
-    parse,
-    write_bins,
-)
-
-__all__ = [
-    "ARTIFACT_DIR",
-    "ARTIFACT_FILE",
-    "ARTIFACT_PATH",
-    "FORMAT",
-    "MAX_CATEGORIES",
-    "QUANTILES",
-    "compute_bins",
-    "log_bins",
-    "parse",
-    "write_bins",
-]
+from toque.core.bins import ARTIFACT_DIR, write_bins
 
 
 def log_bins(frame: Any, run_id: str, workdir: pathlib.Path) -> None:
