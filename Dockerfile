@@ -4,23 +4,41 @@
 # The base must provide python3 (3.11) with the venv module.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
-FROM ${BASE_IMAGE} AS build
+# Dependencies alone, so a change to Toque's code rebuilds one small layer, not 700 MB.
+FROM ${BASE_IMAGE} AS deps
+COPY pyproject.toml constraints.txt /src/
+# pip lives in its own venv and installs into /opt/toque (--python), which never holds pip.
 # Every transitive version pinned as in the tests (constraints.txt); the [ml] extra brings
 # mlflow and scikit-learn, which the trainer and the model server load.
-COPY pyproject.toml constraints.txt README.md /src/
-COPY operator /src/operator
 # Behind a TLS-inspecting proxy, pass its CA bundle: --secret id=ca,src=/path/to/bundle.crt
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=ca,target=/run/secrets/ca \
-    python3 -m venv /opt/toque \
+    python3 -m venv /opt/pip \
+    && python3 -m venv --without-pip /opt/toque \
     && if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
-    && /opt/toque/bin/pip install --disable-pip-version-check -q -c /src/constraints.txt '/src[ml]' \
-    && /opt/toque/bin/pip uninstall -y -q pip \
+    && python3 -c "import tomllib; p = tomllib.load(open('/src/pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['ml']))" > /src/requirements.txt \
+    && /opt/pip/bin/pip --python /opt/toque/bin/python install --disable-pip-version-check -q \
+       -c /src/constraints.txt -r /src/requirements.txt \
     && find /opt/toque -name '__pycache__' -prune -exec rm -rf {} +
+
+FROM deps AS build
+COPY README.md /src/
+COPY operator /src/operator
+WORKDIR /opt/toque
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=secret,id=ca,target=/run/secrets/ca \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+    && /opt/pip/bin/pip --python /opt/toque/bin/python install --disable-pip-version-check -q \
+       --no-deps /src \
+    && find /opt/toque -name '__pycache__' -prune -exec rm -rf {} + \
+    && mkdir /overlay \
+    && cp -a --parents lib/python3.11/site-packages/toque lib/python3.11/site-packages/toque-*.dist-info \
+       bin/toque bin/toque-local /overlay/
 
 FROM ${BASE_IMAGE}
 # No compiler, no pip, no sources: the virtualenv only.
-COPY --from=build /opt/toque /opt/toque
+COPY --from=deps /opt/toque /opt/toque
+COPY --from=build /overlay/ /opt/toque/
 ENV PATH=/opt/toque/bin:$PATH \
     HOME=/tmp \
     PYTHONDONTWRITEBYTECODE=1 \

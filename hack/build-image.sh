@@ -50,9 +50,17 @@ else
   ca="${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}"
   [[ -s "$ca" ]] && args+=(--secret "id=ca,src=${ca}")
   log "building ${IMAGE}"
+  # The dependencies' stage, tagged by what it is built from, so pruning untagged layers
+  # below never throws away the slow part of the next build.
+  deps="localhost/toque-deps:$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
+  buildah bud --quiet "${args[@]/#$IMAGE/$deps}" --target deps . >&2
   buildah bud --quiet "${args[@]}" . >&2
   # Earlier builds (about 1 GB each) are not needed once a newer one exists.
   podman images --format '{{.Repository}}:{{.Tag}}' localhost/toque |
     grep -vx "$IMAGE" | xargs -r podman rmi -f >/dev/null 2>&1 || true
+  podman images --format '{{.Repository}}:{{.Tag}}' localhost/toque-deps |
+    grep -vx "$deps" | xargs -r podman rmi -f >/dev/null 2>&1 || true
+  # Untagged layers of earlier builds; the newest build's cache (deps stage) stays tagged-in.
+  podman image prune -f >/dev/null 2>&1 || true
 fi
 echo "$IMAGE"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes control plane (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl), etcd, kwok, helm, the MinIO server and Prometheus (with promtool)
+# kube-scheduler, kubectl), the node's kubelet and kube-proxy, a pause program, etcd, kwok, helm, the MinIO server and Prometheus (with promtool)
 # from Go modules at pinned versions into a cache outside the repository, one directory per tool
 # keyed by its version; it also copies the Gateway API's standard-channel CRDs out of their Go
 # module. A second run with the same pins costs nothing. Called by the Makefile (`make tools`,
@@ -18,6 +18,8 @@ MINIO_VERSION="${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
 # Prometheus 3.x tags its Go module v0.3XX.Y (v0.316.0 is Prometheus 3.16.0).
 PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
 GATEWAY_API_VERSION="${GATEWAY_API_VERSION:-v1.4.1}"
+# Our own pause program (below); bump when its source changes.
+PAUSE_VERSION="${PAUSE_VERSION:-v1}"
 CACHE_ROOT="${TOQUE_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/toque/tools}"
 command -v go >/dev/null || {
   echo "[build-tools] Go >= 1.24 is needed to build the control plane (no Go on PATH)" >&2
@@ -66,6 +68,72 @@ build_k8s() {
   go build -trimpath -ldflags "$ldflags" -o "$out/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl >&2
+}
+
+# The node's parts from the same module: kubelet and kube-proxy (the local stack's real node).
+build_k8s-node() {
+  local out="$1" work="$2"
+  local minor="${K8S_VERSION#v1.}"
+  new_module "$work/k8s-node" k8s-node-tools
+  local gomod mods
+  gomod="$(go mod download -json "k8s.io/kubernetes@${K8S_VERSION}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')"
+  mods="$(grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging' "$gomod" | awk '{print $1}')"
+  {
+    echo "require k8s.io/kubernetes ${K8S_VERSION}"
+    echo "replace ("
+    for m in $mods; do echo "  $m => $m v0.${minor}"; done
+    echo ")"
+  } >>go.mod
+  printf '%s\n' '//go:build tools' '' 'package tools' '' 'import (' \
+    '	_ "k8s.io/kubernetes/cmd/kubelet"' '	_ "k8s.io/kubernetes/cmd/kube-proxy"' ')' >tools.go
+  go mod tidy >&2
+  local ldflags="-s -w" p
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $p.gitVersion=${K8S_VERSION} -X $p.gitMajor=1 -X $p.gitMinor=${minor%%.*}"
+    ldflags+=" -X $p.gitTreeState=clean"
+  done
+  log "building kubelet and kube-proxy ${K8S_VERSION}"
+  go build -trimpath -ldflags "$ldflags" -o "$out/" \
+    k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy >&2
+}
+
+# The pod sandbox's process (the default pause image cannot be pulled here): it sleeps until
+# told to stop, and reaps children when it is PID 1 of a shared PID namespace.
+build_pause() {
+  local out="$1" work="$2"
+  new_module "$work/pause" pause
+  cat >main.go <<'GO'
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
+	children := make(chan os.Signal, 8)
+	signal.Notify(children, syscall.SIGCHLD)
+	for {
+		select {
+		case <-stop:
+			return
+		case <-children:
+			for {
+				pid, err := syscall.Wait4(-1, nil, syscall.WNOHANG, nil)
+				if pid <= 0 || err != nil {
+					break
+				}
+			}
+		}
+	}
+}
+GO
+  log "building pause"
+  go build -trimpath -ldflags "-s -w" -o "$out/pause" . >&2
 }
 
 build_etcd() {
@@ -154,7 +222,7 @@ ensure() {
 
 KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}"
 KEY="${KEY}_minio-${MINIO_VERSION:0:21}_prometheus-${PROMETHEUS_VERSION}"
-KEY="${KEY}_gateway-api-${GATEWAY_API_VERSION}_${PLATFORM}"
+KEY="${KEY}_gateway-api-${GATEWAY_API_VERSION}_node-${PAUSE_VERSION}_${PLATFORM}"
 BIN="$CACHE_ROOT/bin/$KEY"
 mkdir -p "$BIN"
 ensure etcd "$ETCD_VERSION" etcd
@@ -164,4 +232,6 @@ ensure helm "$HELM_VERSION" helm
 ensure minio "$MINIO_VERSION" minio
 ensure prometheus "$PROMETHEUS_VERSION" prometheus promtool
 ensure gateway-api "$GATEWAY_API_VERSION" gateway-api-crds
+ensure k8s-node "$K8S_VERSION" kubelet kube-proxy
+ensure pause "$PAUSE_VERSION" pause
 echo "$BIN"

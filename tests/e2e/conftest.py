@@ -1,5 +1,7 @@
-"""End-to-end fixtures: a real control plane, Toque's CRDs and RBAC installed with the real
-``helm`` and ``kubectl``, and the operator running as its least-privileged ServiceAccount."""
+"""End-to-end fixtures: a real control plane with a real node (containerd, kubelet, CNI) and
+kwok nodes, Toque's image built from the Dockerfile and pushed to the local registry, and
+Toque installed with the real ``helm install``: the operator runs as a pod from that image
+under the chart's least-privileged ServiceAccount."""
 
 from __future__ import annotations
 
@@ -10,26 +12,36 @@ from collections.abc import Iterator
 import pytest
 
 from toque.local import cluster as local
-from toque.local import operator_process, services
+from toque.local import install, node, registry, services
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[local.LocalCluster]:
-    c = local.LocalCluster(workdir=tmp_path_factory.mktemp("cluster"))
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory, network: node.Network
+) -> Iterator[local.LocalCluster]:
+    """kwok's cpu-node-0/1 and gpu-node-0 (scheduling only), and real-node-0, tainted
+    ``toque.dev/real-node``: pods that tolerate it run in containers there."""
+    c = local.LocalCluster(workdir=tmp_path_factory.mktemp("cluster"), network=network)
     c.start()
+    real = c.real_node
     try:
         c.install_crds(ROOT / "crds")
         yield c
     finally:
         c.stop()
+    # Every pod the session ran was torn down with the node: an error here fails the run.
+    assert real is not None and real.leftovers() == [], real.leftovers() if real else None
 
 
 @pytest.fixture(scope="session")
-def operator_identity(cluster: local.LocalCluster) -> pathlib.Path:
-    """A kubeconfig for the chart's ServiceAccount, bound by the chart's RBAC only."""
-    return operator_process.install_rbac_and_kubeconfig(cluster, ROOT / "helm" / "toque")
+def toque_image(cluster: local.LocalCluster) -> str:
+    """Toque's image, built from the Dockerfile (cached by content) and pushed to the
+    cluster's registry; the reference the real node pulls."""
+    assert cluster.registry is not None
+    built = registry.build_toque_image(ROOT)
+    return cluster.registry.push(built, "toque:" + built.rpartition(":")[2])
 
 
 CREDENTIALS_SECRET = "toque-s3"
@@ -44,32 +56,41 @@ def with_credentials(uri: str) -> str:
     return f"{scheme}://{MLFLOW_USER}:{MLFLOW_PASSWORD}@{rest}"
 
 
+def operator_values(
+    minio: services.Minio, mlflow_server: services.Mlflow, prometheus: services.Prometheus
+) -> dict[str, object]:
+    """The chart's values for this stack: MLflow, S3, the credentials Secret and the
+    Prometheus that canary analysis asks (short windows: it scrapes every second)."""
+    return {
+        "mlflow": {"trackingUri": with_credentials(mlflow_server.uri)},
+        "storage": {
+            "endpoint": minio.endpoint,
+            "dataBucket": "toque-data",
+            "credentialsSecret": CREDENTIALS_SECRET,
+        },
+        "prometheus": {"url": prometheus.url, "minAnalysisWindowSeconds": 5},
+        "operator": install.on_real_node(),
+    }
+
+
 @pytest.fixture(scope="session")
 def operator(
     cluster: local.LocalCluster,
-    operator_identity: pathlib.Path,
+    toque_image: str,
     minio: services.Minio,
     mlflow_server: services.Mlflow,
     prometheus: services.Prometheus,
-) -> Iterator[operator_process.Operator]:
-    """The operator, configured as the chart would: MLflow, S3, the credentials Secret and
-    the Prometheus that canary analysis asks (short windows: it scrapes every second)."""
-    settings = {
-        "TOQUE_MLFLOW_TRACKING_URI": with_credentials(mlflow_server.uri),
-        "TOQUE_S3_ENDPOINT": minio.endpoint,
-        "TOQUE_DATA_BUCKET": "toque-data",
-        "TOQUE_CREDENTIALS_SECRET": CREDENTIALS_SECRET,
-        "TOQUE_PROMETHEUS_URL": prometheus.url,
-        "TOQUE_ANALYSIS_MIN_WINDOW": "5",
-    }
-    op = operator_process.Operator(
-        cluster, operator_identity, runtime_image="toque-runtime:test", env=settings
+) -> Iterator[install.OperatorRelease]:
+    """``helm install toque helm/toque`` into toque-system: the operator's pod on the real
+    node, from the image just built."""
+    release = install.OperatorRelease(
+        cluster, toque_image, operator_values(minio, mlflow_server, prometheus)
     )
-    op.start()
+    release.install()
     try:
-        yield op
+        yield release
     finally:
-        op.stop()
+        release.uninstall()
 
 
 def make_namespace(cluster: local.LocalCluster, minio: services.Minio) -> str:
@@ -120,6 +141,7 @@ def prometheus(
     labelled ``namespace``, ``pod`` and ``toque_model``). ``.url`` is the HTTP API."""
     binaries = local.find_binaries(("prometheus", "promtool"))
     server = services.Prometheus(
+        host=cluster.host,
         workdir=tmp_path_factory.mktemp("prometheus"),
         binary=binaries["prometheus"],
         promtool=binaries["promtool"],

@@ -14,7 +14,7 @@ from tests.e2e.conftest import MLFLOW_PASSWORD
 from tests.e2e.helpers import apply, get, wait
 from tests.e2e.test_rollout import Logged, logged, plain_modelversion, status, wait_phase
 from toque.local import cluster as local
-from toque.local import operator_process, services
+from toque.local import install, services
 
 __all__ = ["logged"]  # the module fixture logging the runs
 
@@ -38,7 +38,7 @@ def _mlflow_texts(uri: str) -> list[str]:
 
 def test_mlflow_credentials_never_reach_status_events_logs_or_tags(
     cluster: local.LocalCluster,
-    operator: operator_process.Operator,
+    operator: install.OperatorRelease,
     namespace: str,
     mlflow_server: services.Mlflow,
     logged: Logged,
@@ -71,7 +71,7 @@ def test_mlflow_credentials_never_reach_status_events_logs_or_tags(
         cluster.kubectl("get", "trainingjobs,modelversions", "-n", ns, "-o", "json").stdout,
         cluster.kubectl("get", "events", "-n", ns, "-o", "json").stdout,
         json.dumps([p.get("status") for p in get(cluster, ns, "pods")["items"]]),
-        operator.log_path.read_text(errors="replace"),
+        operator.log(),
         *_mlflow_texts(mlflow_server.uri),
     ]
     leaks = [

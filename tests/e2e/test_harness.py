@@ -52,7 +52,7 @@ def wait_dead(pids: list[int], timeout: float = 15) -> list[int]:
 def test_failed_start_stops_what_started(tmp_path: pathlib.Path) -> None:
     binaries = local.find_binaries()
     binaries["kube-apiserver"] = pathlib.Path("/bin/false")
-    c = local.LocalCluster(workdir=tmp_path, binaries=binaries)
+    c = local.LocalCluster(workdir=tmp_path, binaries=binaries, nodes=local.KWOK_NODES)
     with pytest.raises(local.ClusterError) as info:
         c.start(timeout=20)
     assert "kube-apiserver" in str(info.value)
@@ -66,7 +66,8 @@ def test_components_die_with_a_killed_parent(tmp_path: pathlib.Path) -> None:
     script = (
         "import json, sys, time\n"
         "from toque.local import cluster\n"
-        f"c = cluster.LocalCluster(workdir=__import__('pathlib').Path({str(tmp_path)!r}))\n"
+        f"c = cluster.LocalCluster(workdir=__import__('pathlib').Path({str(tmp_path)!r}),"
+        " nodes=cluster.KWOK_NODES)\n"
         "c.start()\n"
         "print(json.dumps([p.pid for p in c.processes.values()]), flush=True)\n"
         "time.sleep(600)\n"
@@ -75,7 +76,7 @@ def test_components_die_with_a_killed_parent(tmp_path: pathlib.Path) -> None:
     assert parent.stdout is not None
     line = parent.stdout.readline()
     pids = json.loads(line)
-    assert len(pids) == 6 and all(alive(p) for p in pids)
+    assert len(pids) == 5 and all(alive(p) for p in pids)
     parent.send_signal(signal.SIGKILL)  # no cleanup code runs
     parent.wait()
     assert wait_dead(pids) == []

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import pathlib
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,12 +17,12 @@ from tests.e2e.helpers import apply, get, wait
 from tests.e2e.test_training import EXAMPLE, code_ref, dataset_ref, on_local_node, wait_phase
 from toque.clients import mlflow_registry
 from toque.local import cluster as local
-from toque.local import operator_process, services
+from toque.local import install, services
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 RELEASE = "toque-scoped"
 RELEASE_NAMESPACE = "toque-scoped-system"
-ACCOUNT = f"system:serviceaccount:{RELEASE_NAMESPACE}:{operator_process.service_account(RELEASE)}"
+ACCOUNT = f"system:serviceaccount:{RELEASE_NAMESPACE}:{RELEASE}-operator"
 
 __all__ = ["code_ref", "dataset_ref"]  # module fixtures pushing the example's code and data
 
@@ -40,31 +39,22 @@ def scoped(cluster: local.LocalCluster, minio: services.Minio) -> Iterator[tuple
 @pytest.fixture(scope="module")
 def scoped_operator(
     cluster: local.LocalCluster,
-    operator: operator_process.Operator,
+    operator: install.OperatorRelease,
     scoped: tuple[str, str, str],
-) -> Iterator[operator_process.Operator]:
-    """The cluster-wide session operator steps aside; the namespaced one takes its place."""
-    watched = list(scoped[:2])
-    kubeconfig = operator_process.install_rbac_and_kubeconfig(
-        cluster,
-        ROOT / "helm" / "toque",
-        release=RELEASE,
-        namespace=RELEASE_NAMESPACE,
-        watch_namespaces=watched,
-    )
+) -> Iterator[install.OperatorRelease]:
+    """The cluster-wide session operator steps aside; a second release of the chart,
+    installed with ``operator.watchNamespaces``, takes its place."""
+    values = copy.deepcopy(operator.values)
+    values["operator"]["watchNamespaces"] = list(scoped[:2])
     operator.stop()
-    op = operator_process.Operator(
-        cluster,
-        kubeconfig,
-        runtime_image=operator.runtime_image,
-        env=operator.extra_env,
-        namespaces=watched,
+    op = install.OperatorRelease(
+        cluster, operator.image, values, release=RELEASE, namespace=RELEASE_NAMESPACE
     )
     try:
-        op.start()
+        op.install()
         yield op
     finally:
-        op.stop()
+        op.uninstall()
         operator.start()
 
 
@@ -94,7 +84,7 @@ def test_the_scoped_chart_grants_roles_in_the_watched_namespaces_only(
 def test_the_scoped_operator_runs_the_example_and_ignores_a_third_namespace(
     cluster: local.LocalCluster,
     scoped: tuple[str, str, str],
-    scoped_operator: operator_process.Operator,
+    scoped_operator: install.OperatorRelease,
     dataset_ref: str,
     mlflow_server: services.Mlflow,
 ) -> None:
@@ -105,11 +95,11 @@ def test_the_scoped_operator_runs_the_example_and_ignores_a_third_namespace(
         "kind": "TrainingJob",
         "metadata": {"name": "quick"},
         "spec": {
-            "command": [sys.executable, "-c", "print('done')"],
+            "command": ["python", "-c", "print('done')"],
             "backoffLimit": 0,
-            "nodeSelector": {"toque.dev/local-exec": "true"},
+            "nodeSelector": {"toque.dev/real-node": "true"},
             "tolerations": [
-                {"key": "toque.dev/local-exec", "operator": "Exists", "effect": "NoSchedule"}
+                {"key": "toque.dev/real-node", "operator": "Exists", "effect": "NoSchedule"}
             ],
         },
     }

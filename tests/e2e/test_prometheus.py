@@ -1,14 +1,14 @@
 """Prometheus finds annotated pods through the test apiserver and scrapes them where they run.
 
-The pods run on the local-execution node, each a real process serving ``/metrics`` with
-``prometheus_client`` on its own 127.x pod IP, as Toque's serving pods will.
+The pods run in containers from Toque's image on the real node, each serving ``/metrics`` with
+``prometheus_client`` on its own pod IP in the node's bridge network, as Toque's serving pods do.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.e2e import test_nodeagent as pods
+from tests.e2e import pods
 from tests.e2e.helpers import apply
 from toque.clients import prometheus as prom
 from toque.local import cluster as local
@@ -26,9 +26,10 @@ SERVER = (
 )
 
 
-def metrics_pod(name: str, annotations: dict[str, str]) -> dict[str, Any]:
+def metrics_pod(name: str, image: str, annotations: dict[str, str]) -> dict[str, Any]:
     server = pods.container(
         "server",
+        image,
         SERVER,
         env=[{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
         ports=[{"name": "metrics", "containerPort": 8080}],
@@ -40,16 +41,19 @@ def metrics_pod(name: str, annotations: dict[str, str]) -> dict[str, Any]:
 
 
 def test_annotated_pods_are_discovered_and_scraped(
-    cluster: local.LocalCluster, namespace: str, prometheus: services.Prometheus
+    cluster: local.LocalCluster,
+    namespace: str,
+    prometheus: services.Prometheus,
+    toque_image: str,
 ) -> None:
     scrape = {
         "prometheus.io/scrape": "true",
         "prometheus.io/port": "8080",
         "prometheus.io/path": "/metrics",
     }
-    apply(cluster, namespace, metrics_pod("scraped", scrape))
+    apply(cluster, namespace, metrics_pod("scraped", toque_image, scrape))
     # Serves metrics too, but does not ask to be scraped.
-    apply(cluster, namespace, metrics_pod("ignored", {"prometheus.io/port": "8080"}))
+    apply(cluster, namespace, metrics_pod("ignored", toque_image, {"prometheus.io/port": "8080"}))
     ip = pods.wait_pod(cluster, namespace, "scraped", pods.phase_is("Running"), "to run")["status"][
         "podIP"
     ]

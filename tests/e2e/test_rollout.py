@@ -39,7 +39,7 @@ from toque.api import modelversion as mv
 from toque.clients import mlflow_registry
 from toque.core import digest
 from toque.local import cluster as local
-from toque.local import operator_process, services
+from toque.local import install, services
 from toque.resources import serving
 from toque.serving import bins
 
@@ -127,9 +127,9 @@ def modelversion(name: str, model: str, run_id: str) -> dict[str, Any]:
             "serving": {
                 "replicas": 2,
                 # The node agent's node runs pods as real processes.
-                "nodeSelector": {"toque.dev/local-exec": "true"},
+                "nodeSelector": {"toque.dev/real-node": "true"},
                 "tolerations": [
-                    {"key": "toque.dev/local-exec", "operator": "Exists", "effect": "NoSchedule"}
+                    {"key": "toque.dev/real-node", "operator": "Exists", "effect": "NoSchedule"}
                 ],
             },
             "rollout": {
@@ -239,7 +239,7 @@ def pod_ips(cluster: local.LocalCluster, ns: str, mv: str) -> set[str]:
 
 def test_canary_promotes_a_good_version_and_rolls_back_a_broken_one(
     cluster: local.LocalCluster,
-    operator: operator_process.Operator,
+    operator: install.OperatorRelease,
     namespace: str,
     mlflow_server: services.Mlflow,
     logged: Logged,
@@ -422,7 +422,7 @@ def test_the_http_route_the_operator_builds_is_valid_gateway_api(
 
 def test_a_model_whose_files_do_not_match_the_record_is_never_served(
     cluster: local.LocalCluster,
-    operator: operator_process.Operator,
+    operator: install.OperatorRelease,
     namespace: str,
     logged: Logged,
 ) -> None:
@@ -466,7 +466,7 @@ def ready_endpoint_ips(cluster: local.LocalCluster, ns: str, service: str) -> se
 
 def test_the_same_model_name_in_two_namespaces_keeps_separate_registry_aliases(
     cluster: local.LocalCluster,
-    operator: operator_process.Operator,
+    operator: install.OperatorRelease,
     namespace: str,
     second_namespace: str,
     mlflow_server: services.Mlflow,
@@ -494,7 +494,7 @@ def test_the_same_model_name_in_two_namespaces_keeps_separate_registry_aliases(
 
 def test_deleting_the_live_version_hands_traffic_and_alias_to_the_warm_previous_one(
     cluster: local.LocalCluster,
-    operator: operator_process.Operator,
+    operator: install.OperatorRelease,
     namespace: str,
     mlflow_server: services.Mlflow,
     logged: Logged,

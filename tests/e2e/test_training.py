@@ -20,7 +20,7 @@ from tests.e2e.helpers import apply, events, get, wait
 from toque.clients import mlflow_registry
 from toque.core import digest
 from toque.local import cluster as local
-from toque.local import operator_process, services
+from toque.local import install, services
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLE = yaml.safe_load((ROOT / "examples" / "trainingjob.yaml").read_text())
@@ -36,10 +36,15 @@ def dataset_ref(minio: services.Minio, tmp_path_factory: pytest.TempPathFactory)
     return ref
 
 
+CODE_PATHS = ["examples", "tests/__init__.py", "tests/e2e/__init__.py", "tests/e2e/trainers.py"]
+
+
 @pytest.fixture(scope="module", autouse=True)
 def code_ref(minio: services.Minio) -> str:
-    """``toque code push examples --name breast-cancer-code``: the example's spec.code.ref."""
-    ref = minio.push_code(ROOT, ["examples"], "breast-cancer-code", "toque-data")
+    """``toque code push examples tests/e2e/trainers.py … --name breast-cancer-code``: the
+    example's spec.code.ref, with the tests' own trainers beside it, as a user's project
+    carries its training functions to the pod."""
+    ref = minio.push_code(ROOT, CODE_PATHS, "breast-cancer-code", "toque-data")
     assert ref.startswith("breast-cancer-code@sha256:"), ref
     return ref
 
@@ -51,14 +56,13 @@ def head_commit() -> str:
 
 
 def on_local_node(doc: dict[str, Any], **extra_spec: Any) -> dict[str, Any]:
-    """The manifest, pinned to the node agent's node. The example's code comes from its
-    snapshot (spec.code); only the tests' own trainers (tests.e2e.trainers) need the
-    repository on PYTHONPATH."""
+    """The manifest, pinned to the real node (containers from Toque's image); its code,
+    the example's and the tests' trainers, comes from the snapshot in spec.code."""
     out = copy.deepcopy(doc)
     spec = out["spec"]
-    spec["nodeSelector"] = {"toque.dev/local-exec": "true"}
+    spec["nodeSelector"] = {"toque.dev/real-node": "true"}
     spec["tolerations"] = [
-        {"key": "toque.dev/local-exec", "operator": "Exists", "effect": "NoSchedule"}
+        {"key": "toque.dev/real-node", "operator": "Exists", "effect": "NoSchedule"}
     ]
     serving = (spec.get("promote") or {}).get("serving")
     if serving is not None:  # the promoted version's servers run for real too
@@ -66,8 +70,6 @@ def on_local_node(doc: dict[str, Any], **extra_spec: Any) -> dict[str, Any]:
         serving["tolerations"] = copy.deepcopy(spec["tolerations"])
     spec["env"] = [{"name": "TOQUE_DEPENDENCY_TIMEOUT", "value": "20"}]
     spec.update(extra_spec)
-    if str(spec.get("entrypoint") or "").startswith("tests."):
-        spec["env"].append({"name": "PYTHONPATH", "value": str(ROOT)})
     return out
 
 
@@ -201,7 +203,7 @@ def test_mlflow_down_is_transient_and_recovers(
     cluster: local.LocalCluster,
     namespace: str,
     dataset_ref: str,
-    operator: operator_process.Operator,
+    operator: install.OperatorRelease,
     mlflow_server: services.Mlflow,
 ) -> None:
     mlflow_server.stop()

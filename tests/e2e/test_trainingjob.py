@@ -11,7 +11,7 @@ import yaml
 
 from tests.e2e.helpers import apply, events, get, wait
 from toque.local import cluster as local
-from toque.local import operator_process
+from toque.local import install
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.usefixtures("operator")
@@ -194,7 +194,7 @@ def test_deleting_the_run_deletes_its_job(cluster: local.LocalCluster, namespace
 
 
 def test_operator_crash_mid_run_creates_no_second_job(
-    cluster: local.LocalCluster, namespace: str, operator: operator_process.Operator
+    cluster: local.LocalCluster, namespace: str, operator: install.OperatorRelease
 ) -> None:
     slow = finishing_after(8)
     apply(cluster, namespace, tj("resilient", podMetadata=slow))
@@ -261,7 +261,7 @@ def test_pod_template_change_after_start_is_reported(
 
 
 def test_operator_metrics(
-    cluster: local.LocalCluster, namespace: str, operator: operator_process.Operator
+    cluster: local.LocalCluster, namespace: str, operator: install.OperatorRelease
 ) -> None:
     apply(cluster, namespace, tj("measured"))
     wait_phase(cluster, namespace, "measured", "Succeeded")

@@ -1,4 +1,4 @@
-"""Training functions the end-to-end tests run in real pods (imported through PYTHONPATH)."""
+"""Training functions the end-to-end tests run in real pods (shipped in the code snapshot)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
-"""A real Kubernetes control plane on loopback: etcd, kube-apiserver (RBAC, ServiceAccount
-keys), kube-controller-manager, kube-scheduler, kwok for fake CPU and GPU nodes, and the test
-node agent (``nodeagent``) for local-execution nodes, whose pods run as local processes.
+"""A real Kubernetes cluster on one machine: etcd, kube-apiserver (Node and RBAC
+authorization, ServiceAccount keys), kube-controller-manager, kube-scheduler, kwok for fake
+CPU and GPU nodes, and at most one real node (``node.RealNode``: containerd, runc, CNI,
+kubelet, kube-proxy) that pulls from a local registry (``registry.Registry``).
+
+With a real node the API server listens on the pods' bridge (``node.Network``), so pods reach
+it through the ``kubernetes`` Service; without one, on 127.0.0.1.
 
 Called by the pytest session fixture (``tests/conftest.py``) and by ``toque-local``
 (``make up``). Binaries come from ``KUBEBUILDER_ASSETS`` when a user has envtest binaries,
@@ -21,7 +25,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -31,7 +34,8 @@ from typing import Any
 
 import yaml
 
-from toque.local import pki, processes
+from toque.local import node as realnode
+from toque.local import pki, processes, registry
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 BINARIES = (
@@ -42,13 +46,17 @@ BINARIES = (
     "kubectl",
     "kwok",
     "helm",
+    "kubelet",
+    "kube-proxy",
+    "pause",
 )
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
 STAGES = pathlib.Path(__file__).with_name("kwok-stages.yaml")
-# The node agent registers nodes with the same label and taint (nodeagent.LOCAL_EXEC_*).
-LOCAL_EXEC_LABEL = "toque.dev/local-exec"
-LOCAL_EXEC_TAINT = {"key": LOCAL_EXEC_LABEL, "value": "true", "effect": "NoSchedule"}
+# The real node carries this label, and unless told otherwise this taint, so only pods that
+# select it and tolerate the taint run in containers; the rest land on kwok's nodes.
+REAL_NODE_LABEL = "toque.dev/real-node"
+REAL_NODE_TAINT = {"key": REAL_NODE_LABEL, "value": "true", "effect": "NoSchedule"}
 
 
 class ClusterError(RuntimeError):
@@ -57,10 +65,11 @@ class ClusterError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class NodeSpec:
-    """A fake node run by kwok, or with ``local`` a node whose pods the node agent runs.
+    """A fake node run by kwok, or with ``real`` the node whose kubelet runs its pods in
+    containers (its capacity is the machine's; ``cpu``/``memory`` apply to kwok nodes).
 
-    A local node is labelled and tainted ``toque.dev/local-exec=true`` (NoSchedule), so only
-    pods that select it and tolerate the taint run for real; kwok never sees it.
+    The real node is labelled ``toque.dev/real-node=true`` and, when ``tainted``, tainted with
+    it (NoSchedule); kwok never sees it.
     """
 
     name: str
@@ -68,8 +77,8 @@ class NodeSpec:
     memory: str = "32Gi"
     gpus: int = 0
     labels: dict[str, str] = dataclasses.field(default_factory=dict)
-    local: bool = False
-    # The local stack leaves its local node untainted so the plain example lands there.
+    real: bool = False
+    # The local stack leaves its real node untainted so the plain example lands there.
     tainted: bool = True
 
     def manifest(self) -> dict[str, Any]:
@@ -77,15 +86,15 @@ class NodeSpec:
             "kubernetes.io/hostname": self.name,
             "kubernetes.io/os": "linux",
             "kubernetes.io/arch": "amd64",
-            "type": "local" if self.local else "kwok",
+            "type": "real" if self.real else "kwok",
             **self.labels,
         }
         taints: list[dict[str, str]] = []
         annotations: dict[str, str] = {}
-        if self.local:
-            labels[LOCAL_EXEC_LABEL] = "true"
+        if self.real:
+            labels[REAL_NODE_LABEL] = "true"
             if self.tainted:
-                taints.append(LOCAL_EXEC_TAINT)
+                taints.append(REAL_NODE_TAINT)
         else:
             annotations[KWOK_NODE_ANNOTATION] = "fake"
         if self.gpus:
@@ -104,7 +113,7 @@ class NodeSpec:
         return out
 
 
-DEFAULT_NODES = (
+KWOK_NODES = (
     NodeSpec("cpu-node-0"),
     NodeSpec("cpu-node-1"),
     NodeSpec(
@@ -114,8 +123,9 @@ DEFAULT_NODES = (
         gpus=2,
         labels={"toque.dev/accelerator": "nvidia-h100"},
     ),
-    NodeSpec("local-node-0", cpu="4", memory="16Gi", local=True),
 )
+# The tests' cluster: kwok's nodes for scheduling, and one real node for what must really run.
+DEFAULT_NODES = (*KWOK_NODES, NodeSpec("real-node-0", real=True))
 
 
 def free_port() -> int:
@@ -198,9 +208,18 @@ class LocalCluster:
         nodes: Sequence[NodeSpec] = DEFAULT_NODES,
         binaries: dict[str, pathlib.Path] | None = None,
         detached: bool = False,
-        code_paths: Sequence[pathlib.Path] = (),
+        network: realnode.Network | None = None,
+        proxy: bool = True,
     ) -> None:
-        self.code_paths = tuple(code_paths)
+        self.proxy = proxy
+        real = [n for n in nodes if n.real]
+        if len(real) > 1:
+            raise ClusterError("one real node per cluster: they would share one kubelet port")
+        if real and network is None:
+            raise ClusterError("a real node needs a network (node.Network) for its pods")
+        self.network = network if real else None
+        self.real_node: realnode.RealNode | None = None
+        self.registry: registry.Registry | None = None
         self._own_workdir = workdir is None
         self.workdir = workdir or pathlib.Path(tempfile.mkdtemp(prefix="toque-cluster-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -209,6 +228,8 @@ class LocalCluster:
         self.processes: dict[str, processes.Process] = {}
         self.kubeconfig = self.workdir / "kubeconfig"
         self.server = ""
+        # Where the API server listens, and the host's services too when pods must reach them.
+        self.host = self.network.gateway if self.network else "127.0.0.1"
         # Detached components outlive this process (the local stack); `down` stops them.
         self.detached = detached
 
@@ -242,17 +263,21 @@ class LocalCluster:
                 "kubernetes.default.svc",
                 "kubernetes.default.svc.cluster.local",
             ),
-            server_ips=("127.0.0.1", "10.0.0.1"),
+            server_ips=tuple(dict.fromkeys(("127.0.0.1", "10.0.0.1", self.host))),
         )
         identities = {
             "admin": ca.issue("admin", "toque-admin", ("system:masters",)),
             "controller-manager": ca.issue("kcm", "system:kube-controller-manager"),
             "scheduler": ca.issue("scheduler", "system:kube-scheduler"),
-            # kwok and the node agent play the kubelets; system:masters spares them a
-            # node-authorizer setup.
+            # kwok plays many kubelets; system:masters spares it a node-authorizer setup.
             "kwok": ca.issue("kwok", "kwok-controller", ("system:masters",)),
-            "nodeagent": ca.issue("nodeagent", "toque-nodeagent", ("system:masters",)),
+            # The real node's kubelet is authorized as a node (Node authorizer).
+            "kubelet": ca.issue("kubelet", f"system:node:{self._real_name()}", ("system:nodes",)),
+            "kube-proxy": ca.issue("kube-proxy", "system:kube-proxy"),
         }
+        kubelet_client = ca.issue(
+            "apiserver-kubelet", "kube-apiserver-kubelet-client", ("system:masters",)
+        )
         self._admin_pair = identities["admin"]
         self._ca = ca.cert_path
 
@@ -275,23 +300,27 @@ class LocalCluster:
         self._wait_http("etcd", f"http://127.0.0.1:{etcd_port}/health", timeout)
 
         api_port = free_port()
-        self.server = f"https://127.0.0.1:{api_port}"
+        self.server = f"https://{self.host}:{api_port}"
         self._run(
             "kube-apiserver",
             [
                 str(self.binaries["kube-apiserver"]),
                 f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.host}",
+                f"--advertise-address={self.host}",
                 f"--secure-port={api_port}",
+                f"--kubelet-client-certificate={kubelet_client.cert}",
+                f"--kubelet-client-key={kubelet_client.key}",
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
+                "--enable-admission-plugins=NodeRestriction",
                 f"--tls-cert-file={serving.cert}",
                 f"--tls-private-key-file={serving.key}",
                 f"--client-ca-file={ca.cert_path}",
-                "--authorization-mode=RBAC",
+                "--authorization-mode=Node,RBAC",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={sa.cert}",
                 f"--service-account-signing-key-file={sa.key}",
-                "--service-cluster-ip-range=10.0.0.0/24",
+                f"--service-cluster-ip-range={realnode.SERVICE_CIDR}",
                 "--allow-privileged=false",
                 "--profiling=false",
                 "--enable-priority-and-fairness=false",
@@ -302,7 +331,7 @@ class LocalCluster:
         self._write_kubeconfig(self.kubeconfig, identities["admin"], "toque-admin")
 
         configs = {}
-        for component in ("controller-manager", "scheduler", "kwok", "nodeagent"):
+        for component in ("controller-manager", "scheduler", "kwok", "kubelet", "kube-proxy"):
             path = self.workdir / f"{component}.kubeconfig"
             self._write_kubeconfig(path, identities[component], component)
             configs[component] = path
@@ -367,24 +396,10 @@ class LocalCluster:
             verify=False,
         )
         self._create_nodes()
-        for node in self.nodes:
-            if node.local:
-                self._run(
-                    f"nodeagent-{node.name}",
-                    [
-                        sys.executable,
-                        "-m",
-                        "toque.local.nodeagent",
-                        f"--kubeconfig={configs['nodeagent']}",
-                        f"--node={node.name}",
-                        f"--workdir={self.workdir / 'agent' / node.name}",
-                        f"--cpu={node.cpu}",
-                        f"--memory={node.memory}",
-                        *(f"--code-path={p}" for p in self.code_paths),
-                    ],
-                )
+        if self._real_name():
+            self._start_real_node(configs, timeout)
         self.wait_for(
-            lambda: self._nodes_ready(), timeout, "kwok and the node agent to mark nodes Ready"
+            lambda: self._nodes_ready(), timeout, "the kubelet and kwok to mark nodes Ready"
         )
         self.wait_for(
             lambda: self.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
@@ -395,8 +410,65 @@ class LocalCluster:
             "\n".join(f"{n} {p.pid}" for n, p in self.processes.items()) + "\n"
         )
 
+    def _real_name(self) -> str:
+        return next((n.name for n in self.nodes if n.real), "")
+
+    def _start_real_node(self, configs: dict[str, pathlib.Path], timeout: float) -> None:
+        assert self.network is not None
+        spec = next(n for n in self.nodes if n.real)
+        self.registry = registry.Registry(
+            self.workdir / "registry", free_port(), detached=self.detached
+        )
+        self.registry.start()
+        pause = self.registry.push(registry.build_pause_image(self.binaries["pause"]), "pause:v1")
+        labels = {
+            k: v
+            for k, v in spec.manifest()["metadata"]["labels"].items()
+            if not k.startswith("kubernetes.io/")
+        }
+        self.real_node = realnode.RealNode(
+            realnode.NodeConfig(
+                name=spec.name,
+                network=self.network,
+                kubelet_kubeconfig=configs["kubelet"],
+                proxy_kubeconfig=configs["kube-proxy"],
+                client_ca=self._ca,
+                registry=self.registry.address,
+                pause_image=pause,
+                labels=labels,
+                taints=tuple(spec.manifest()["spec"].get("taints", ())),
+                proxy=self.proxy,
+            ),
+            self.workdir / "node",
+            self.binaries,
+            free_port,
+            detached=self.detached,
+        )
+        self.real_node.start(timeout)
+
+    def drain_real_node(self) -> None:
+        """Cordon the real node and delete its pods, so the kubelet tears each one down."""
+        name = self._real_name()
+        self.kubectl("cordon", name, check=False)
+        self.kubectl(
+            "delete",
+            "pods",
+            "--all-namespaces",
+            "--field-selector",
+            f"spec.nodeName={name}",
+            "--grace-period=1",
+            "--wait=false",
+            check=False,
+        )
+
     def stop(self, keep_workdir: bool = False) -> None:
         """Stop every component in reverse order; remove the workdir if we made it."""
+        if self.real_node:
+            self.real_node.stop(drain=self.drain_real_node)
+            self.real_node = None
+        if self.registry:
+            self.registry.stop()
+            self.registry = None
         for name in reversed(list(self.processes)):
             self.processes[name].stop()
         self.processes.clear()
@@ -522,13 +594,11 @@ class LocalCluster:
         self.wait_for(ok, timeout, f"{name} at {url}")
 
     def _create_nodes(self) -> None:
-        manifests = {
-            "apiVersion": "v1",
-            "kind": "List",
-            "items": [n.manifest() for n in self.nodes],
-        }
-        self.kubectl("apply", "-f", "-", stdin=json.dumps(manifests))
-        for node in self.nodes:
+        fake = [n for n in self.nodes if not n.real]
+        manifests = {"apiVersion": "v1", "kind": "List", "items": [n.manifest() for n in fake]}
+        if fake:
+            self.kubectl("apply", "-f", "-", stdin=json.dumps(manifests))
+        for node in fake:
             patch = {"status": {"capacity": node.capacity(), "allocatable": node.capacity()}}
             self.kubectl(
                 "patch",

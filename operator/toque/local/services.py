@@ -58,6 +58,8 @@ class Minio:
     workdir: pathlib.Path
     binary: pathlib.Path
     detached: bool = False
+    # With a real node: the pods' bridge address (``node.Network.gateway``), so pods reach it.
+    host: str = "127.0.0.1"
     access_key: str = "toque-admin"
     secret_key: str = dataclasses.field(default_factory=lambda: secrets.token_hex(16))
     port: int = 0
@@ -65,7 +67,7 @@ class Minio:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 60) -> None:
         self.port = self.port or local.free_port()
@@ -85,7 +87,7 @@ class Minio:
                 str(self.binary),
                 "server",
                 str(data),
-                f"--address=127.0.0.1:{self.port}",
+                f"--address={self.host}:{self.port}",
                 f"--console-address=127.0.0.1:{local.free_port()}",
                 "--quiet",
             ],
@@ -190,8 +192,13 @@ class Mlflow:
     process: processes.Process | None = None
 
     @property
+    def host(self) -> str:
+        # Beside MinIO: pods that reach one reach the other.
+        return self.minio.host
+
+    @property
     def uri(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 120) -> None:
         self.port = self.port or local.free_port()
@@ -210,7 +217,7 @@ class Mlflow:
                 mlflow_bin,
                 "server",
                 "--host",
-                "127.0.0.1",
+                self.host,
                 "--port",
                 str(self.port),
                 "--backend-store-uri",
@@ -290,12 +297,13 @@ class Prometheus:
     evaluation_interval: str = "1s"
     promtool: pathlib.Path | None = None
     detached: bool = False
+    host: str = "127.0.0.1"
     port: int = 0
     process: processes.Process | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def config_path(self) -> pathlib.Path:
@@ -306,7 +314,7 @@ class Prometheus:
         jobs: list[dict[str, Any]] = [
             {
                 "job_name": "prometheus",
-                "static_configs": [{"targets": [f"127.0.0.1:{self.port}"]}],
+                "static_configs": [{"targets": [f"{self.host}:{self.port}"]}],
             }
         ]
         if self.kubeconfig is not None:
@@ -359,7 +367,7 @@ class Prometheus:
                 f"--config.file={self.config_path}",
                 f"--storage.tsdb.path={self.workdir / 'data'}",
                 "--storage.tsdb.retention.time=1d",
-                f"--web.listen-address=127.0.0.1:{self.port}",
+                f"--web.listen-address={self.host}:{self.port}",
                 # /-/reload after rewriting the file; /-/quit.
                 "--web.enable-lifecycle",
                 "--log.level=info",

@@ -1,14 +1,16 @@
-"""``toque-local``: the whole stack on one machine, no containers (``make up`` / ``make down``).
+"""``toque-local``: the whole stack on one machine (``make up`` / ``make down``).
 
-``up`` starts the real control plane (etcd, kube-apiserver, controller-manager, scheduler),
-a local-execution node whose pods the node agent runs as real processes, a kwok GPU node,
-MinIO, the MLflow tracking server and Prometheus (scraping annotated pods); installs Toque's
-CRDs and the chart's RBAC with the real helm and kubectl; starts the operator as its
-ServiceAccount (``TOQUE_PROMETHEUS_URL`` set); then runs the main example
-end to end: push the breast-cancer dataset, ``kubectl apply -f examples/trainingjob.yaml``,
-a real pod trains the model, MLflow tracks it, the gate passes and a ModelVersion appears.
-Everything keeps running after ``up`` returns; ``down`` stops it. State lives in
-``$TOQUE_HOME`` (default ``~/.toque/local``).
+``up`` creates the pods' bridge (``toque0``, 10.250.0.0/24), starts the real control plane
+(etcd, kube-apiserver, controller-manager, scheduler), a real node (containerd, runc, CNI,
+kubelet, kube-proxy) pulling from a local registry, a kwok GPU node, and MinIO, the MLflow
+tracking server and Prometheus on the bridge's gateway address; builds Toque's image from the
+Dockerfile, pushes it to the registry and installs the chart with ``helm install`` (the
+operator runs as a pod); then runs the main example end to end: push the breast-cancer
+dataset and the example's code snapshot, ``kubectl apply -f examples/trainingjob.yaml``, the
+training pod runs in a container, MLflow tracks it, the gate passes, the ModelVersion goes live
+on serving pods, and one request is answered. Everything keeps running after ``up`` returns;
+``down`` stops it and removes what the node left. State lives in ``$TOQUE_HOME`` (default
+``~/.toque/local``).
 """
 
 from __future__ import annotations
@@ -24,16 +26,17 @@ import time
 import urllib.request
 
 from toque.local import cluster as local
-from toque.local import operator_process, processes, services
+from toque.local import install, node, processes, registry, services
 from toque.resources import serving
 
 HOME = pathlib.Path(os.environ.get("TOQUE_HOME", pathlib.Path.home() / ".toque" / "local"))
 STATE = HOME / "state.json"
 DEMO_NAMESPACE = "toque-demo"
 CREDENTIALS_SECRET = "toque-s3"
+NETWORK = node.STACK_NETWORK
 NODES = (
-    # Untainted, so the example as written (no nodeSelector) trains here for real.
-    local.NodeSpec("local-node-0", cpu="4", memory="16Gi", local=True, tainted=False),
+    # Untainted, so the example as written (no nodeSelector) trains here in a container.
+    local.NodeSpec("real-node-0", real=True, tainted=False),
     local.NodeSpec(
         "gpu-node-0",
         cpu="16",
@@ -54,42 +57,53 @@ def up(timeout: float) -> int:
         return 1
     HOME.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    c = local.LocalCluster(workdir=HOME / "cluster", nodes=NODES, detached=True)
-    minio = services.Minio(HOME / "minio", local.find_binaries(("minio",))["minio"], detached=True)
+    NETWORK.create()
+    c = local.LocalCluster(workdir=HOME / "cluster", nodes=NODES, detached=True, network=NETWORK)
+    binary = local.find_binaries(("minio",))["minio"]
+    minio = services.Minio(HOME / "minio", binary, detached=True, host=c.host)
     mlflow = services.Mlflow(HOME / "mlflow", minio, detached=True)
     prom_bin = local.find_binaries(("prometheus",))["prometheus"]
-    prometheus = services.Prometheus(HOME / "prometheus", prom_bin, c.kubeconfig, detached=True)
-    op: operator_process.Operator | None = None
+    prometheus = services.Prometheus(
+        HOME / "prometheus", prom_bin, c.kubeconfig, detached=True, host=c.host
+    )
+    release: install.OperatorRelease | None = None
     try:
-        _say("starting etcd, kube-apiserver, controller-manager, scheduler, node agent, kwok")
+        _say("starting etcd, kube-apiserver, controller-manager, scheduler, kwok, the registry,")
+        _say("and the real node: containerd, kubelet, kube-proxy")
         c.start()
         _say("starting MinIO, the MLflow tracking server and Prometheus")
         minio.start()
         mlflow.start()
         prometheus.start()
-        c.install_crds(local.REPO_ROOT / "crds")
-        identity = operator_process.install_rbac_and_kubeconfig(
-            c, local.REPO_ROOT / "helm" / "toque"
-        )
-        op = operator_process.Operator(
+        _say("building Toque's image (hack/build-image.sh) and pushing it to the registry")
+        assert c.registry is not None
+        built = registry.build_toque_image(local.REPO_ROOT)
+        image = c.registry.push(built, "toque:" + built.rpartition(":")[2])
+        _say(f"helm install toque helm/toque -n {install.NAMESPACE} (image {image})")
+        release = install.OperatorRelease(
             c,
-            identity,
-            detached=True,
-            env={
-                "TOQUE_MLFLOW_TRACKING_URI": mlflow.uri,
-                "TOQUE_S3_ENDPOINT": minio.endpoint,
-                "TOQUE_DATA_BUCKET": "toque-data",
-                "TOQUE_CREDENTIALS_SECRET": CREDENTIALS_SECRET,
-                "TOQUE_PROMETHEUS_URL": prometheus.url,
+            image,
+            {
+                "mlflow": {"trackingUri": mlflow.uri},
+                "storage": {
+                    "endpoint": minio.endpoint,
+                    "dataBucket": "toque-data",
+                    "credentialsSecret": CREDENTIALS_SECRET,
+                },
+                "prometheus": {"url": prometheus.url},
+                "operator": install.on_real_node(tainted=False),
             },
         )
-        op.start()
+        release.install()
         pids = {n: p.pid for n, p in c.processes.items()}
+        if c.registry.process:
+            pids["registry"] = c.registry.process.pid
+        if c.real_node:
+            pids.update({n: p.pid for n, p in c.real_node.processes.items()})
         for name, proc in (
             ("minio", minio.process),
             ("mlflow", mlflow.process),
             ("prometheus", prometheus.process),
-            ("operator", op.process),
         ):
             pids[name] = proc.pid if proc else 0
         STATE.write_text(
@@ -97,10 +111,13 @@ def up(timeout: float) -> int:
                 {
                     "pids": pids,
                     "kubeconfig": str(c.kubeconfig),
+                    "node": {"name": NODES[0].name, "workdir": str(c.workdir / "node")},
+                    "network": {"bridge": NETWORK.bridge, "subnet": NETWORK.subnet},
+                    "image": image,
                     "mlflow": mlflow.uri,
                     "s3": minio.endpoint,
                     "prometheus": prometheus.url,
-                    "metrics": op.metrics_url,
+                    "metrics": release.metrics_url,
                 },
                 indent=2,
             )
@@ -109,17 +126,17 @@ def up(timeout: float) -> int:
         run_example(c, minio, timeout)
     except BaseException:
         _say("start failed; stopping what was started (logs stay in " + str(HOME) + ")")
-        for part in (op, prometheus, mlflow, minio):
-            if part:
-                part.stop()
+        for part in (prometheus, mlflow, minio):
+            part.stop()
         c.stop(keep_workdir=True)
+        NETWORK.delete()
         STATE.unlink(missing_ok=True)
         raise
     _say(f"done in {time.monotonic() - started:.0f}s. Use the stack with:")
     print(f"  export KUBECONFIG={c.kubeconfig}")
     print(f"  export PATH={c.binaries['kubectl'].parent}:$PATH   # kubectl and helm")
     print("  kubectl get tj,mv,deploy,svc,endpointslices -n " + DEMO_NAMESPACE)
-    print(f"  MLflow UI: {mlflow.uri}    operator metrics: {op.metrics_url if op else ''}")
+    print(f"  MLflow UI: {mlflow.uri}    operator metrics: {release.metrics_url}")
     print(f"  Prometheus API: {prometheus.url}")
     print("  stop everything with: make down")
     return 0
@@ -240,6 +257,12 @@ def down() -> int:
         if pid:
             _say(f"stopping {name} ({pid})")
             processes.stop_pid_group(int(pid))
+    if "node" in state:
+        # The kubelet is gone, so its pods are removed by force: their processes (in the
+        # node's cgroups), containerd's shims, mounts, network namespaces, kube-proxy's tables.
+        _say(f"removing what node {state['node']['name']} left")
+        node.clean(pathlib.Path(state["node"]["workdir"]), state["node"]["name"])
+        node.Network(**state["network"]).delete()
     shutil.rmtree(HOME, ignore_errors=True)
     _say("stopped and removed " + str(HOME))
     return 0
