@@ -39,8 +39,13 @@ FROM ${BASE_IMAGE}
 # No compiler, no pip, no sources: the virtualenv only.
 COPY --from=deps /opt/toque /opt/toque
 COPY --from=build /overlay/ /opt/toque/
+# kopf (getpass) looks its user up by UID: a name for ours, and LOGNAME for any other UID a
+# pod's securityContext picks.
+RUN echo 'toque:x:65532:65532:toque:/tmp:/usr/sbin/nologin' >> /etc/passwd \
+    && echo 'toque:x:65532:' >> /etc/group
 ENV PATH=/opt/toque/bin:$PATH \
     HOME=/tmp \
+    LOGNAME=toque \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 # A numeric non-root user, as the restricted Pod Security Standard checks it.

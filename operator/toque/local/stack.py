@@ -55,6 +55,9 @@ def up(timeout: float) -> int:
     if STATE.exists():
         _say(f"a local stack is already recorded in {STATE}; run `make down` first")
         return 1
+    # A failed `up` keeps its logs for reading; its state (etcd, buckets) must not leak into
+    # this one.
+    shutil.rmtree(HOME, ignore_errors=True)
     HOME.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     NETWORK.create()
@@ -123,7 +126,6 @@ def up(timeout: float) -> int:
             )
         )
         _say(f"stack up in {time.monotonic() - started:.0f}s")
-        run_example(c, minio, timeout)
     except BaseException:
         _say("start failed; stopping what was started (logs stay in " + str(HOME) + ")")
         for part in (prometheus, mlflow, minio):
@@ -132,6 +134,13 @@ def up(timeout: float) -> int:
         NETWORK.delete()
         STATE.unlink(missing_ok=True)
         raise
+    try:
+        run_example(c, minio, timeout)
+    except (local.ClusterError, OSError) as error:
+        # The stack stays up, so the failure can be looked at where it happened.
+        _say(f"the example failed: {error}")
+        _say(f"the stack is still up: export KUBECONFIG={c.kubeconfig}; make down when done")
+        return 1
     _say(f"done in {time.monotonic() - started:.0f}s. Use the stack with:")
     print(f"  export KUBECONFIG={c.kubeconfig}")
     print(f"  export PATH={c.binaries['kubectl'].parent}:$PATH   # kubectl and helm")
