@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 
-.PHONY: all venv tools image crds crds-check lint test test-unit test-e2e test-kind up down clean \
+.PHONY: all venv tools node-deps image crds crds-check lint test test-unit test-e2e test-kind up down clean \
 	bench bench-data bench-serve lock
 
 all: test
@@ -27,6 +27,11 @@ venv: $(STAMP)
 tools:
 	@bash hack/build-tools.sh
 
+# Debian packages of the real node (containerd, runc, CNI plugins, nftables, the registry)
+# and of the image build (buildah, podman, mmdebstrap); apt-get when missing.
+node-deps:
+	@bash hack/node-deps.sh
+
 # Toque's image with buildah on a locally built Debian base, tagged by content (prints it).
 image:
 	@bash hack/build-image.sh
@@ -44,11 +49,11 @@ lint: venv
 test-unit: venv
 	$(VENV)/bin/pytest -q tests/unit
 
-test-e2e: venv tools
+test-e2e: venv tools node-deps
 	TOQUE_TOOLS_BIN=$$(bash hack/build-tools.sh) $(VENV)/bin/pytest -q tests/e2e
 
 # The README's test command: lint, then every unit and end-to-end test.
-test: venv tools lint
+test: venv tools node-deps lint
 	TOQUE_TOOLS_BIN=$$(bash hack/build-tools.sh) $(VENV)/bin/pytest -q -m "not kind" tests
 
 # For users with Docker: Toque's image built with docker and loaded into a kind cluster; two
@@ -80,7 +85,7 @@ bench-serve: venv
 	@command -v wrk >/dev/null || apt-get install -y wrk
 	$(PY) bench/serve.py --out bench/results/serve.md
 
-up: venv tools
+up: venv tools node-deps
 	TOQUE_TOOLS_BIN=$$(bash hack/build-tools.sh) $(VENV)/bin/toque-local up
 
 down: venv
