@@ -108,11 +108,15 @@ def spare_network() -> Iterator[node.Network]:
         net.delete()
 
 
-def test_a_stopped_node_leaves_no_container_namespace_mount_veth_rule_or_cgroup(
-    tmp_path: pathlib.Path, spare_network: node.Network
+@pytest.mark.parametrize("ending", ["stopped", "killed"])
+def test_a_node_that_ends_leaves_no_container_namespace_mount_veth_rule_or_cgroup(
+    tmp_path: pathlib.Path, spare_network: node.Network, ending: str
 ) -> None:
     """A second node beside the session's, without kube-proxy (whose nftables tables have
-    fixed names: the session's own node shows their removal when the session ends)."""
+    fixed names: the session's own node shows their removal when the session ends).
+    ``stopped``: the harness's stop, pods drained through the kubelet. ``killed``: kubelet
+    and containerd SIGKILLed with pods running (a crashed run), then the cleanup that
+    ``toque-local down`` does from another process."""
     tables_before = node._nft_tables()
     c = local.LocalCluster(
         workdir=tmp_path / "cluster",
@@ -153,6 +157,11 @@ def test_a_stopped_node_leaves_no_container_namespace_mount_veth_rule_or_cgroup(
         assert len([x for x in during if x.startswith("veth ")]) == 2, during
         assert any(x.startswith("mount ") for x in during), during
         assert any(x.startswith("process ") for x in during), during
+        if ending == "killed":
+            for name in ("kubelet", "containerd"):
+                real.processes[name].kill()
+            node.clean(real.workdir, real.config.name, spare_network.bridge)
+            assert real.leftovers() == []
     finally:
         c.stop()
     assert real.leftovers() == []

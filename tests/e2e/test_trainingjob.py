@@ -1,4 +1,11 @@
-"""TrainingJob → Job against the real control plane, kwok nodes and the running operator."""
+"""TrainingJob → Job against the real control plane and the operator installed by helm.
+
+Two kinds of node, said in each test: **real** (``real_run``: a container from Toque's image
+on the real node, whose exit code, output and timing are real) for a run's life — failure,
+permanent failure, deadline, deletion, an operator crash mid-run; **kwok** (``tj``: pods
+whose end kwok simulates) where the test is about scheduling and the Job's shape — GPU
+placement, unschedulable runs, admission, suspension, spec edits, metrics.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +35,20 @@ def tj(name: str, **spec: Any) -> dict[str, Any]:
             **spec,
         },
     }
+
+
+def real_run(name: str, script: str, **spec: Any) -> dict[str, Any]:
+    """A run whose pod is a container on the real node running ``script`` with python."""
+    doc = tj(
+        name,
+        command=["python", "-c", script],
+        resources={"cpu": "100m", "memory": "256Mi"},
+        nodeSelector={local.REAL_NODE_LABEL: "true"},
+        tolerations=[{"key": local.REAL_NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}],
+        **spec,
+    )
+    del doc["spec"]["entrypoint"]
+    return doc
 
 
 def finishing_after(seconds: int) -> dict[str, Any]:
@@ -76,6 +97,7 @@ def pods_of(cluster: local.LocalCluster, ns: str, uid: str) -> list[dict[str, An
 def test_example_runs_to_success_with_the_exact_job(
     cluster: local.LocalCluster, namespace: str
 ) -> None:
+    """kwok: the Job the example becomes, field by field (test_training runs it for real)."""
     cluster.kubectl("apply", "-n", namespace, "-f", str(ROOT / "examples" / "trainingjob.yaml"))
     example = yaml.safe_load((ROOT / "examples" / "trainingjob.yaml").read_text())
     name = example["metadata"]["name"]
@@ -117,12 +139,10 @@ def test_example_runs_to_success_with_the_exact_job(
 def test_failing_pod_fails_the_run_with_the_reason(
     cluster: local.LocalCluster, namespace: str
 ) -> None:
-    annotations = {
-        "toque.dev/simulate-exit-code": "1",
-        "toque.dev/simulate-message": "ValueError: column 'age' has NaN",
-    }
-    apply(cluster, namespace, tj("fails", backoffLimit=0, podMetadata={"annotations": annotations}))
-    done = wait_phase(cluster, namespace, "fails", "Failed")
+    """Real node: the container raises; its traceback's last line is the reason."""
+    script = "raise ValueError(\"column 'age' has NaN\")"
+    apply(cluster, namespace, real_run("fails", script, backoffLimit=0))
+    done = wait_phase(cluster, namespace, "fails", "Failed", timeout=180)
     failed = condition(done, "Failed")
     assert failed["reason"] == "BackoffLimitExceeded"
     assert "exit code 1" in failed["message"] and "column 'age' has NaN" in failed["message"]
@@ -132,22 +152,21 @@ def test_failing_pod_fails_the_run_with_the_reason(
 
 
 def test_permanent_error_is_not_retried(cluster: local.LocalCluster, namespace: str) -> None:
-    annotations = {
-        "toque.dev/simulate-exit-code": "3",
-        "toque.dev/simulate-message": "dataset iris:latest not found",
-    }
-    apply(
-        cluster,
-        namespace,
-        tj("permanent", backoffLimit=4, podMetadata={"annotations": annotations}),
+    """Real node: exit code 3 (the runtime's permanent failure) ends the run at once."""
+    script = (
+        "import sys\n"
+        "open('/dev/termination-log', 'w').write('dataset iris:latest not found')\n"
+        "sys.exit(3)\n"
     )
-    done = wait_phase(cluster, namespace, "permanent", "Failed")
+    apply(cluster, namespace, real_run("permanent", script, backoffLimit=4))
+    done = wait_phase(cluster, namespace, "permanent", "Failed", timeout=180)
     assert condition(done, "Failed")["reason"] == "PodFailurePolicy"
     assert "dataset iris:latest not found" in done["status"]["message"]
     assert done["status"]["attempts"] == 1
 
 
 def test_gpu_run_lands_only_on_a_gpu_node(cluster: local.LocalCluster, namespace: str) -> None:
+    """kwok: scheduling onto the simulated GPU node."""
     apply(cluster, namespace, tj("gpu", resources={"cpu": "2", "memory": "4Gi", "gpu": 1}))
     apply(cluster, namespace, tj("cpu"))
     for name, prefix in (("gpu", "gpu-node-"), ("cpu", "cpu-node-")):
@@ -168,6 +187,7 @@ def test_gpu_run_lands_only_on_a_gpu_node(cluster: local.LocalCluster, namespace
 def test_too_many_gpus_stay_pending_and_say_why(
     cluster: local.LocalCluster, namespace: str
 ) -> None:
+    """kwok: more GPUs than any node has."""
     apply(cluster, namespace, tj("greedy", resources={"cpu": "1", "gpu": 8}))
 
     def unschedulable() -> dict[str, Any] | None:
@@ -183,28 +203,36 @@ def test_too_many_gpus_stay_pending_and_say_why(
     assert condition(obj, "PodScheduled")["reason"] == "Unschedulable"
 
 
-def test_deleting_the_run_deletes_its_job(cluster: local.LocalCluster, namespace: str) -> None:
-    slow = finishing_after(60)
-    apply(cluster, namespace, tj("doomed", podMetadata=slow))
+def test_deleting_the_run_deletes_its_job_and_stops_its_container(
+    cluster: local.LocalCluster, namespace: str
+) -> None:
+    """Real node: a running container is stopped when its run is deleted."""
+    apply(cluster, namespace, real_run("doomed", "import time; time.sleep(600)"))
     obj = wait(cluster, lambda: get(cluster, namespace, "trainingjob", "doomed"), "the run")
     uid = obj["metadata"]["uid"]
-    wait(cluster, lambda: jobs_of(cluster, namespace, uid), "the Job")
+    wait(
+        cluster,
+        lambda: [p for p in pods_of(cluster, namespace, uid) if p["status"]["phase"] == "Running"],
+        "the container to run",
+        180,
+    )
     cluster.kubectl("delete", "trainingjob", "doomed", "-n", namespace, "--wait=true")
     wait(cluster, lambda: not jobs_of(cluster, namespace, uid), "the garbage collector", 60)
+    wait(cluster, lambda: not pods_of(cluster, namespace, uid), "the pod to go", 90)
 
 
 def test_operator_crash_mid_run_creates_no_second_job(
     cluster: local.LocalCluster, namespace: str, operator: install.OperatorRelease
 ) -> None:
-    slow = finishing_after(8)
-    apply(cluster, namespace, tj("resilient", podMetadata=slow))
+    """Real node: the operator's pod is force-deleted while a container trains."""
+    apply(cluster, namespace, real_run("resilient", "import time; time.sleep(15)"))
     obj = wait(cluster, lambda: get(cluster, namespace, "trainingjob", "resilient"), "the run")
     uid = obj["metadata"]["uid"]
     first = wait(cluster, lambda: jobs_of(cluster, namespace, uid), "the Job")[0]
     operator.kill()  # SIGKILL: no cleanup, as in a node failure or an OOM kill
     apply(cluster, namespace, tj("while-down"))
     operator.start()
-    done = wait_phase(cluster, namespace, "resilient", "Succeeded")
+    done = wait_phase(cluster, namespace, "resilient", "Succeeded", timeout=180)
     after = jobs_of(cluster, namespace, uid)
     assert [j["metadata"]["uid"] for j in after] == [first["metadata"]["uid"]]
     assert done["status"]["attempts"] == 1
@@ -214,6 +242,7 @@ def test_operator_crash_mid_run_creates_no_second_job(
 
 
 def test_suspend_and_resume(cluster: local.LocalCluster, namespace: str) -> None:
+    """kwok: the Job's suspension, no pod while suspended."""
     apply(cluster, namespace, tj("paused", suspend=True))
     obj = wait_phase(cluster, namespace, "paused", "Suspended")
     job = get(cluster, namespace, "job", "paused")
@@ -235,6 +264,7 @@ def test_suspend_and_resume(cluster: local.LocalCluster, namespace: str) -> None
 def test_pod_template_change_after_start_is_reported(
     cluster: local.LocalCluster, namespace: str
 ) -> None:
+    """kwok: a spec edit after the Job exists."""
     slow = finishing_after(30)
     apply(cluster, namespace, tj("edited", podMetadata=slow))
     wait(cluster, lambda: get(cluster, namespace, "job", "edited"), "the Job")
@@ -263,6 +293,7 @@ def test_pod_template_change_after_start_is_reported(
 def test_operator_metrics(
     cluster: local.LocalCluster, namespace: str, operator: install.OperatorRelease
 ) -> None:
+    """kwok run; the metrics come from the operator's pod."""
     apply(cluster, namespace, tj("measured"))
     wait_phase(cluster, namespace, "measured", "Succeeded")
 
@@ -280,15 +311,20 @@ def test_operator_metrics(
 def test_deadline_exceeded_fails_with_the_reason(
     cluster: local.LocalCluster, namespace: str
 ) -> None:
-    slow = finishing_after(120)
-    apply(cluster, namespace, tj("late", activeDeadlineSeconds=3, podMetadata=slow))
-    done = wait_phase(cluster, namespace, "late", "Failed")
+    """Real node: the Job's deadline stops a container that would run for minutes."""
+    apply(
+        cluster,
+        namespace,
+        real_run("late", "import time; time.sleep(600)", activeDeadlineSeconds=20),
+    )
+    done = wait_phase(cluster, namespace, "late", "Failed", timeout=120)
     assert condition(done, "Failed")["reason"] == "DeadlineExceeded"
 
 
 def test_pod_the_job_cannot_create_is_explained(
     cluster: local.LocalCluster, namespace: str
 ) -> None:
+    """kwok (never scheduled): admission refuses the pod."""
     apply(cluster, namespace, tj("no-priority", priorityClassName="does-not-exist"))
 
     def explained() -> dict[str, Any] | None:

@@ -33,7 +33,6 @@ import yaml
 
 from toque.local import processes
 
-NETNS_DIR = pathlib.Path("/var/run/netns")
 CGROUP_ROOT = pathlib.Path("/sys/fs/cgroup")
 CNI_BIN_DIR = "/usr/lib/cni"
 # The API server's --service-cluster-ip-range (cluster.py).
@@ -134,6 +133,9 @@ def containerd_config(config: NodeConfig, workdir: pathlib.Path) -> str:
         f'  sandbox_image = "{config.pause_image}"',
         # runc cannot lower the sandbox's oom_score_adj without CAP_SYS_RESOURCE.
         "  restrict_oom_score_adj = true",
+        # Namespaces under our state directory, not /var/run/netns: whatever is there is ours,
+        # beside any other runtime on the host.
+        "  netns_mounts_under_state_dir = true",
         "  enable_selinux = false",
         "  disable_apparmor = true",
         f"[{cri}.containerd]",
@@ -292,8 +294,6 @@ class RealNode:
                 f"the real node needs {', '.join(missing)} (Debian: containerd, runc, nftables, "
                 "iproute2, containernetworking-plugins); run `bash hack/node-deps.sh`"
             )
-        (self.workdir / "run").mkdir(parents=True, exist_ok=True)
-        (self.workdir / "netns-before.json").write_text(json.dumps(_list(NETNS_DIR)))
         for sub in ("run", "containerd/certs.d", "cni/net.d", "cni/ipam", "kubelet", "pod-logs"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         self._write_configs()
@@ -373,7 +373,7 @@ class RealNode:
         self.clean()
 
     def clean(self) -> None:
-        clean(self.workdir, self.config.name)
+        clean(self.workdir, self.config.name, self.config.network.bridge)
 
     def leftovers(self) -> list[str]:
         """What this node left on the host; empty after a clean ``stop``."""
@@ -436,21 +436,25 @@ class RealNode:
             time.sleep(0.2)
 
 
-def clean(workdir: pathlib.Path, name: str) -> None:
+def clean(workdir: pathlib.Path, name: str, bridge: str = "") -> None:
     """Everything a node may leave, whether or not its processes are still ours (``toque-local
     down`` calls it from another process). The bridge belongs to whoever created it."""
-    for hierarchy in _cgroup_hierarchies():
-        # Container processes outlive a killed shim; they are all in the node's cgroups.
-        for procs in (hierarchy / cgroup_name(name)).rglob("cgroup.procs"):
-            with contextlib.suppress(OSError, ValueError):
-                for pid in procs.read_text().split():
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.kill(int(pid), signal.SIGKILL)
+    # Container processes outlive a killed shim; they are all in the node's cgroups.
+    for pid in _cgroup_pids(name):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
     _kill_matching(str(workdir) + "/")
-    time.sleep(0.2)
+    _wait_until(lambda: not _cgroup_pids(name), 10)
+    # Namespaces are nsfs mounts under the state directory: unmounting them frees them.
     _unmount_under(workdir)
-    for ns in _our_netns(workdir):
-        _run("ip", "netns", "delete", ns, check=False)
+    for ns in (workdir / "containerd" / "state").glob("*/netns/*"):
+        with contextlib.suppress(OSError):
+            ns.unlink()
+    if bridge:
+        # The kernel frees a namespace, and the veth in it, a moment after its last user.
+        _wait_until(lambda: not _veths_on(bridge), 5)
+        for veth in _veths_on(bridge):
+            _run("ip", "link", "del", veth, check=False)
     if (workdir / PROXY_MARK).exists():
         for family, table in NFT_TABLES:
             _run("nft", "delete", "table", family, table, check=False)
@@ -463,13 +467,24 @@ def _nft_tables() -> list[str]:
     return [line.strip() for line in out.splitlines() if line.startswith("table ")]
 
 
+def _cgroup_pids(name: str) -> set[int]:
+    pids: set[int] = set()
+    for hierarchy in _cgroup_hierarchies():
+        for procs in (hierarchy / cgroup_name(name)).rglob("cgroup.procs"):
+            with contextlib.suppress(OSError, ValueError):
+                pids.update(int(pid) for pid in procs.read_text().split())
+    return pids
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def _our_netns(workdir: pathlib.Path) -> list[str]:
-    """CNI's namespaces made since this node started (containerd names them cni-<uuid>)."""
-    try:
-        before = set(json.loads((workdir / "netns-before.json").read_text()))
-    except (OSError, ValueError):
-        return []
-    return sorted(n for n in set(_list(NETNS_DIR)) - before if n.startswith("cni-"))
+    """The pods' network namespaces (containerd keeps them under its state directory)."""
+    return sorted(p.name for p in (workdir / "containerd" / "state").glob("*/netns/*"))
 
 
 def _list(directory: pathlib.Path) -> list[str]:

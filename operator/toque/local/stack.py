@@ -270,7 +270,11 @@ def down() -> int:
         # The kubelet is gone, so its pods are removed by force: their processes (in the
         # node's cgroups), containerd's shims, mounts, network namespaces, kube-proxy's tables.
         _say(f"removing what node {state['node']['name']} left")
-        node.clean(pathlib.Path(state["node"]["workdir"]), state["node"]["name"])
+        node.clean(
+            pathlib.Path(state["node"]["workdir"]),
+            state["node"]["name"],
+            state["network"]["bridge"],
+        )
         node.Network(**state["network"]).delete()
     shutil.rmtree(HOME, ignore_errors=True)
     _say("stopped and removed " + str(HOME))
