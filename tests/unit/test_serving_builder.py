@@ -32,7 +32,7 @@ def test_deployment_serves_the_registry_version_with_its_digest() -> None:
     args = container["args"]
     assert args[:2] == ["serve", "--model-uri"] and "models:/Fraud.Model/2" in args
     assert args[args.index("--expected-digest") + 1] == SERVED.digest
-    assert args[args.index("--host") + 1] == "$(POD_IP)"
+    assert args[args.index("--host") + 1] == "0.0.0.0"  # pod IP and localhost (port-forward)
     assert args[args.index("--sample-rate") + 1] == "0.05"
     assert container["ports"] == [{"name": "http", "containerPort": 9000, "protocol": "TCP"}]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"

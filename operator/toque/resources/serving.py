@@ -93,8 +93,7 @@ def pod_labels(owner: Owner, model: str, registry_version: str) -> dict[str, str
 
 
 def _env(config: pods.BuildConfig) -> list[dict[str, Any]]:
-    pod_ip = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
-    return [pod_ip, *pods.store_env(config)]
+    return pods.store_env(config)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,10 +126,10 @@ def deployment(
         served.model,
         "--version",
         served.registry_version,
-        # The pod's own address rather than 0.0.0.0: it is what probes and endpoints use,
-        # and where pods share a network (test node agents) each replica needs its own.
+        # Every address of the pod's own network namespace: its IP for probes, endpoints and
+        # Prometheus, and localhost for `kubectl port-forward`.
         "--host",
-        "$(POD_IP)",
+        "0.0.0.0",
         "--port",
         str(serving.port),
     ]
