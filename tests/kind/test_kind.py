@@ -106,6 +106,11 @@ def gateway_of_kind_network(runtime: str) -> str:
     raise AssertionError(f"kind's network has no IPv4 gateway: {subnets}")
 
 
+def nft_tables() -> list[str]:
+    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    return [line.strip() for line in out.splitlines() if line.startswith("table ")]
+
+
 @contextlib.contextmanager
 def host_prepared(runtime: str, workdir: pathlib.Path) -> Iterator[None]:
     """The host changes kind needs here, undone on exit (only what this run created)."""
@@ -113,6 +118,7 @@ def host_prepared(runtime: str, workdir: pathlib.Path) -> Iterator[None]:
     network_existed = subprocess.run([runtime, "network", "inspect", "kind"], capture_output=True)
     had_network = network_existed.returncode == 0
     saved = os.environ.get("CONTAINERS_CONF")
+    tables_before = nft_tables()
     try:
         # kind always adds `--volume /lib/modules:/lib/modules:ro`; without the directory:
         # `Error: statfs /lib/modules: no such file or directory`.
@@ -128,6 +134,13 @@ def host_prepared(runtime: str, workdir: pathlib.Path) -> Iterator[None]:
         # kind deletes the node and its volume, not the network it created.
         if not had_network:
             subprocess.run([runtime, "network", "rm", "kind"], capture_output=True)
+            # netavark keeps its base chains (NETAVARK_FORWARD, NETAVARK-HOSTPORT-*) after its
+            # last network goes; the tables iptables-nft made for them go too when they are
+            # new, so the host's firewall is as it was.
+            for table in set(nft_tables()) - set(tables_before):
+                family, name = table.split()[1:3]
+                if name in ("nat", "filter"):
+                    subprocess.run(["nft", "delete", "table", family, name], capture_output=True)
         if made_modules:
             with contextlib.suppress(OSError):
                 os.rmdir("/lib/modules")
