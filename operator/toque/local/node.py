@@ -10,8 +10,9 @@ that is not loopback (``kubectl logs`` needs one), a pause image built here (non
 pulled), and no swap, cgroup-v1 or node-allocatable checks in the kubelet.
 
 ``stop`` removes every pod through the kubelet (so CNI tears down each namespace and veth),
-then stops the processes, kills any shim left, unmounts what is under the work directory,
-deletes kube-proxy's nftables tables, the bridge, the kubelet's cgroups and the node's state:
+then stops the processes, kills any container or shim left, unmounts what is under the work
+directory, deletes kube-proxy's nftables tables, the kubelet's cgroups and any veth still on
+the bridge; the bridge itself belongs to whoever created it (the stack, the test session).
 ``leftovers()`` lists what would have stayed behind, and is empty after ``stop``.
 """
 
@@ -354,7 +355,7 @@ class RealNode:
 
     def stop(self, drain: Callable[[], None] | None = None, timeout: float = 60.0) -> None:
         """Remove the pods through the kubelet (``drain`` deletes them from the API), then
-        every process, mount, namespace, nftables table, cgroup and the bridge."""
+        every process, mount, namespace, nftables table, cgroup and veth the node made."""
         if drain and self.processes.get("kubelet") and self.processes["kubelet"].alive():
             with contextlib.suppress(Exception):
                 drain()
