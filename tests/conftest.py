@@ -15,6 +15,7 @@ from toque.local import node, services
 def network() -> Iterator[node.Network]:
     """The real node's bridge (10.251.0.0/24); the host's services listen on its gateway."""
     net = node.TEST_NETWORK
+    node.sweep(net)  # what a killed earlier run left
     net.create()
     try:
         yield net

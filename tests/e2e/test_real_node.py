@@ -115,8 +115,9 @@ def test_a_node_that_ends_leaves_no_container_namespace_mount_veth_rule_or_cgrou
     """A second node beside the session's, without kube-proxy (whose nftables tables have
     fixed names: the session's own node shows their removal when the session ends).
     ``stopped``: the harness's stop, pods drained through the kubelet. ``killed``: kubelet
-    and containerd SIGKILLed with pods running (a crashed run), then the cleanup that
-    ``toque-local down`` does from another process."""
+    and containerd SIGKILLed with pods running (a crashed run: shims and containers survive
+    it), then ``node.sweep``, which the next run (or ``toque-local up``) does before it
+    creates its bridge."""
     tables_before = node._nft_tables()
     c = local.LocalCluster(
         workdir=tmp_path / "cluster",
@@ -158,10 +159,13 @@ def test_a_node_that_ends_leaves_no_container_namespace_mount_veth_rule_or_cgrou
         assert any(x.startswith("mount ") for x in during), during
         assert any(x.startswith("process ") for x in during), during
         if ending == "killed":
+            with pytest.raises(node.NodeError, match="is running"):
+                node.sweep(spare_network)  # never under a live kubelet
             for name in ("kubelet", "containerd"):
                 real.processes[name].kill()
-            node.clean(real.workdir, real.config.name, spare_network.bridge)
+            assert node.sweep(spare_network) == [real.workdir]
             assert real.leftovers() == []
+            assert not spare_network.exists()
     finally:
         c.stop()
     assert real.leftovers() == []

@@ -468,6 +468,50 @@ def _nft_tables() -> list[str]:
     return [line.strip() for line in out.splitlines() if line.startswith("table ")]
 
 
+def sweep(network: Network) -> list[pathlib.Path]:
+    """Clean what a killed run left on ``network`` (its shims and containers outlive it, and so
+    do its mounts, namespaces and bridge), so the next run can start; returns the node
+    workdirs it cleaned. Refuses while a kubelet on that network is alive."""
+    # Command lines are matched with their NULs as spaces: the trailing one ends the address.
+    live = _pids_matching(f"--node-ip={network.gateway} ")
+    if live:
+        raise NodeError(
+            f"a kubelet on {network.bridge} ({network.subnet}) is running (pid {live[0]}): "
+            "another local stack or test run is using it; stop it first (make down)"
+        )
+    cleaned = []
+    for workdir in sorted(_node_workdirs()):
+        try:
+            kubelet = yaml.safe_load((workdir / "kubelet.yaml").read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if kubelet.get("address") != network.gateway:
+            continue
+        clean(workdir, str(kubelet["cgroupRoot"]).removeprefix("/toque-"), network.bridge)
+        cleaned.append(workdir)
+    network.delete()
+    return cleaned
+
+
+def _node_workdirs() -> set[pathlib.Path]:
+    """Node work directories still named by a shim's command line or holding a mount."""
+    found: set[pathlib.Path] = set()
+    for pid in _pids_matching("/run/containerd.sock"):
+        with contextlib.suppress(OSError):
+            args = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if b"-address" in args:
+                socket = pathlib.Path(args[args.index(b"-address") + 1].decode())
+                found.add(socket.parent.parent)
+    with contextlib.suppress(OSError):
+        for line in pathlib.Path("/proc/self/mountinfo").read_text().splitlines():
+            point = pathlib.Path(line.split()[4])
+            for parent in point.parents:
+                if (parent / "containerd.toml").is_file() and (parent / "kubelet.yaml").is_file():
+                    found.add(parent)
+                    break
+    return {w for w in found if (w / "kubelet.yaml").is_file()}
+
+
 def _cgroup_pids(name: str) -> set[int]:
     pids: set[int] = set()
     for hierarchy in _cgroup_hierarchies():

@@ -55,6 +55,9 @@ def up(timeout: float) -> int:
     if STATE.exists():
         _say(f"a local stack is already recorded in {STATE}; run `make down` first")
         return 1
+    # What a killed earlier `up` left runs on (containers, mounts): stopped before its files go.
+    for workdir in node.sweep(NETWORK):
+        _say(f"removed what a killed run left in {workdir}")
     # A failed `up` keeps its logs for reading; its state (etcd, buckets) must not leak into
     # this one.
     shutil.rmtree(HOME, ignore_errors=True)
