@@ -229,7 +229,7 @@ def test_operator_crash_mid_run_creates_no_second_job(
     obj = wait(cluster, lambda: get(cluster, namespace, "trainingjob", "resilient"), "the run")
     uid = obj["metadata"]["uid"]
     first = wait(cluster, lambda: jobs_of(cluster, namespace, uid), "the Job")[0]
-    operator.kill()  # SIGKILL: no cleanup, as in a node failure or an OOM kill
+    operator.kill()  # force-deleted, as after a node failure
     apply(cluster, namespace, tj("while-down"))
     operator.start()
     done = wait_phase(cluster, namespace, "resilient", "Succeeded", timeout=180)

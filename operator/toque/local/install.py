@@ -91,17 +91,9 @@ class OperatorRelease:
 
     def pod(self) -> dict[str, Any]:
         """The operator's running pod (fails when none is)."""
-        items = self.cluster.kubectl_json(
-            "get",
-            "pods",
-            "-n",
-            self.namespace,
-            "-l",
-            f"app.kubernetes.io/instance={self.release}",
-        )["items"]
         running = [
             p
-            for p in items
+            for p in self._pods()
             if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
         ]
         if len(running) != 1:
@@ -128,12 +120,12 @@ class OperatorRelease:
         self.cluster.wait_for(self._no_pods, timeout, "the operator's pod to go")
 
     def kill(self) -> None:
-        """SIGKILL, as a node failure or an OOM kill: the pod is force-deleted with no grace,
-        and the Deployment held at zero until ``start``."""
+        """A crash as the API sees it after a node failure: the pod is force-deleted (gone
+        from the API at once, whatever it was doing), and the Deployment held at zero until
+        ``start``."""
         self._keep_logs()
-        self.cluster.kubectl(
-            "scale", "deployment", self._deployment_name(), "-n", self.namespace, "--replicas=0"
-        )
+        # Deleted before the scale-down, so the scale-down's graceful deletion never reaches
+        # it; scaling to zero then removes any replacement the ReplicaSet already made.
         self.cluster.kubectl(
             "delete",
             "pods",
@@ -145,18 +137,19 @@ class OperatorRelease:
             "--force",
             check=False,
         )
+        self.cluster.kubectl(
+            "scale", "deployment", self._deployment_name(), "-n", self.namespace, "--replicas=0"
+        )
         self.cluster.wait_for(self._no_pods, 60, "the operator's pod to go")
 
-    def _no_pods(self) -> bool:
-        items = self.cluster.kubectl_json(
-            "get",
-            "pods",
-            "-n",
-            self.namespace,
-            "-l",
-            f"app.kubernetes.io/instance={self.release}",
+    def _pods(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.cluster.kubectl_json(
+            "get", "pods", "-n", self.namespace, "-l", f"app.kubernetes.io/instance={self.release}"
         )["items"]
-        return not items
+        return items
+
+    def _no_pods(self) -> bool:
+        return not self._pods()
 
     def _keep_logs(self) -> None:
         with contextlib.suppress(local.ClusterError):
