@@ -229,7 +229,7 @@ def test_operator_crash_mid_run_creates_no_second_job(
     obj = wait(cluster, lambda: get(cluster, namespace, "trainingjob", "resilient"), "the run")
     uid = obj["metadata"]["uid"]
     first = wait(cluster, lambda: jobs_of(cluster, namespace, uid), "the Job")[0]
-    operator.kill()  # force-deleted, as after a node failure
+    operator.kill()  # stopped mid-run: scaled to zero, pod force-deleted
     apply(cluster, namespace, tj("while-down"))
     operator.start()
     done = wait_phase(cluster, namespace, "resilient", "Succeeded", timeout=180)

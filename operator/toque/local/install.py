@@ -120,12 +120,14 @@ class OperatorRelease:
         self.cluster.wait_for(self._no_pods, timeout, "the operator's pod to go")
 
     def kill(self) -> None:
-        """A crash as the API sees it after a node failure: the pod is force-deleted (gone
-        from the API at once, whatever it was doing), and the Deployment held at zero until
-        ``start``."""
+        """The operator stopped mid-work: the Deployment is scaled to zero (the kubelet stops
+        the pod at once) and the pod force-deleted from the API, and it stays at zero until
+        ``start``. Not a SIGKILL of the process: force-deleting alone would leave the old
+        pod running on the node for its grace period, still reconciling."""
         self._keep_logs()
-        # Deleted before the scale-down, so the scale-down's graceful deletion never reaches
-        # it; scaling to zero then removes any replacement the ReplicaSet already made.
+        self.cluster.kubectl(
+            "scale", "deployment", self._deployment_name(), "-n", self.namespace, "--replicas=0"
+        )
         self.cluster.kubectl(
             "delete",
             "pods",
@@ -136,9 +138,6 @@ class OperatorRelease:
             "--grace-period=0",
             "--force",
             check=False,
-        )
-        self.cluster.kubectl(
-            "scale", "deployment", self._deployment_name(), "-n", self.namespace, "--replicas=0"
         )
         self.cluster.wait_for(self._no_pods, 60, "the operator's pod to go")
 
