@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from toque.cli import code_cmd, data_cmd, operator_cmd, rollout_cmd, serve_cmd, train_cmd
+from toque.cli import (
+    code_cmd,
+    data_cmd,
+    drift_cmd,
+    operator_cmd,
+    rollout_cmd,
+    serve_cmd,
+    train_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.register(subs)
     serve_cmd.register(subs)
     rollout_cmd.register(subs)
+    drift_cmd.register(subs)
     return parser
 
 
