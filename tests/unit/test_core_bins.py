@@ -61,3 +61,20 @@ def test_write_and_parse_round_trip(tmp_path: object) -> None:
     parsed = bins.parse(path.read_text())
     assert parsed["x"]["edges"][0] == 0 and parsed["x"]["edges"][-1] == 999
     assert bins.parse('{"format": 99}') == {}
+
+
+def test_a_drift_profile_reads_as_a_bins_document() -> None:
+    from toque.drift import profile
+
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"x": rng.normal(size=500), "city": rng.choice(["a", "b", "c"], 500)})
+    built = profile.build_profile(frame, predictions=rng.integers(0, 2, 500))
+    parsed = bins.parse(profile.to_json(built))
+    assert parsed["x"]["kind"] == "numeric" and parsed["x"]["edges"] == built.features["x"].edges
+    assert parsed["city"]["categories"] == built.features["city"].categories
+    assert sum(parsed["x"]["counts"]) == 500
+
+
+def test_old_bins_without_counts_still_parse() -> None:
+    old = '{"format": 1, "features": {"x": {"kind": "numeric", "edges": [0.0, 1.0]}}}'
+    assert bins.parse(old) == {"x": {"kind": "numeric", "edges": [0.0, 1.0]}}

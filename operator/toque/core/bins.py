@@ -1,12 +1,19 @@
 """Feature bins from the training data: written by the trainer, read by the model server.
 
-The trainer (``toque.trainer.run``) calls ``write_bins`` on the validation features and logs
-the file as the run artifact ``toque/feature-bins.json`` (``ARTIFACT_PATH``); code that logs
-models itself uses ``toque.serving.bins.log_bins``. The server ``parse``s it into
-per-feature histograms (``toque.serving.metrics``), so the drift monitor compares live
-traffic with the training distribution bucket by bucket. Numeric features get up to
-``QUANTILES - 1`` distinct inner quantile edges plus the minimum and maximum; other
-features the list of their most frequent categories.
+The run artifact ``toque/feature-bins.json`` (``ARTIFACT_PATH``) is a bins document,
+``{"format": 1, "features": {name: {"kind", "edges"|"categories", ...}}}``. The trainer
+(``toque.trainer.run``) writes the drift profile of the validation data there
+(``toque.drift.profile.to_json``: a superset of the format that adds reference counts,
+prediction and performance profiles); runs from before drift profiles hold what
+``write_bins`` computes (edges and categories only), and ``parse`` reads both. The server
+``parse``s it into per-feature histograms (``toque.serving.metrics``), so the drift monitor
+compares live traffic with the training distribution bucket by bucket. ``write_bins`` gives
+numeric features up to ``QUANTILES - 1`` distinct inner quantile edges plus the minimum and
+maximum, other features the list of their most frequent categories.
+
+``CONFIDENCE_EDGES`` are the buckets of the top-class probability, shared by the server's
+``toque_serving_prediction_confidence`` histogram and the drift profile's performance
+section (``toque.drift.types`` re-exports them), so both count the same buckets.
 
 Dependency-free: a frame is anything with ``columns`` and ``frame[name]`` giving a column
 with ``dtype.kind`` and ``tolist()`` (a pandas DataFrame is one). Quantiles follow numpy's
@@ -28,6 +35,9 @@ ARTIFACT_PATH = f"{ARTIFACT_DIR}/{ARTIFACT_FILE}"
 QUANTILES = 10
 MAX_CATEGORIES = 50
 FORMAT = 1
+# Prometheus ``le`` upper edges 0.05, 0.10, ..., 0.95, 1.0 (i / 20 is the double nearest to
+# each decimal, so the labels render as "0.05", "0.1", ...).
+CONFIDENCE_EDGES = tuple(i / 20 for i in range(1, 21))
 _NUMERIC_KINDS = frozenset("iuf")  # bool ("b"), strings, dates, categories: categorical
 
 

@@ -6,6 +6,12 @@ lets one worker out-run ``mlflow models serve`` several times. Endpoints: Open I
 Protocol v2 (``/v2/...``), MLflow's ``/invocations``, ``/healthz``, ``/readyz`` (503 while
 draining), ``/metrics``. Built by ``toque.serving.server``, which drives draining.
 
+``POST /v2/models/{name}[/versions/{v}]/feedback`` takes an infer request plus ``labels``
+(one true label per row): the server predicts the rows again (models are deterministic) and
+counts them against the labels (``toque.serving.metrics``), never as traffic; a body it
+cannot count whole (labels missing, one per row, of the model's classes) is a 4xx and counts
+nothing.
+
 The event loop must stay free for the probes: a request whose compiled prediction costs more
 than ``INLINE_WORK`` node visits (about a millisecond) predicts in a thread pool, as does the
 parsing of a body over ``INLINE_BODY_BYTES``; small requests stay on the loop, where they
@@ -20,6 +26,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import pathlib
@@ -175,7 +182,9 @@ class App:
             started = time.perf_counter()
             status, body = await self._predict(endpoint, request, receive)
             await _send(send, status, body, request[0])
-            self.metrics.request(endpoint, status, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            # Feedback is not traffic: it stays out of the latency the canary analysis reads.
+            self.metrics.request(endpoint, status, None if endpoint == "feedback" else seconds)
             return
         if method not in ("GET", "HEAD"):
             await _send(send, 405, _error(f"method {method} not allowed"))
@@ -217,8 +226,12 @@ class App:
         if path == "/invocations":
             return "invocations"
         name, version = self.settings.model_name, self.settings.version
-        if path in (f"/v2/models/{name}/infer", f"/v2/models/{name}/versions/{version}/infer"):
-            return "infer"
+        for endpoint in ("infer", "feedback"):
+            if path in (
+                f"/v2/models/{name}/{endpoint}",
+                f"/v2/models/{name}/versions/{version}/{endpoint}",
+            ):
+                return endpoint
         return None
 
     async def _predict(
@@ -233,32 +246,9 @@ class App:
                     "send application/json",
                     415,
                 )
-            predictor = self.predictor
-            parse = payload.parse_invocations if endpoint == "invocations" else payload.parse_infer
-            if len(body) > INLINE_BODY_BYTES and self._pool is not None:
-                batch = await asyncio.get_running_loop().run_in_executor(
-                    self._pool, parse, body, predictor.schema, predictor.numeric
-                )
-            else:
-                batch = parse(body, predictor.schema, predictor.numeric)
-            unknown = [o for o in batch.outputs if o not in OUTPUTS]
-            want_proba = "predict_proba" in batch.outputs
-            if unknown or (want_proba and not self._has_proba()):
-                raise payload.PayloadError(
-                    f"unknown output(s) {unknown or ['predict_proba']}; this model offers "
-                    f"{list(OUTPUTS) if self._has_proba() else ['predict']}"
-                )
-            inputs = batch.matrix if predictor.numeric else batch.frame
-            if self._executor is not None:
-                loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(self._executor, predictor.predict, inputs)
-            elif self._pool is not None and predictor.work(batch.rows) > INLINE_WORK:
-                loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(
-                    self._pool, predictor.predict, inputs, want_proba
-                )
-            else:
-                result = predictor.predict(inputs, want_proba)
+            if endpoint == "feedback":
+                return await self._feedback(body)
+            return await self._infer(endpoint, body)
         except BodyTooLargeError:
             return 413, _error(f"request body exceeds {self.settings.max_body_bytes} bytes")
         except payload.PayloadError as error:
@@ -272,11 +262,44 @@ class App:
             detail = redact.redact("".join(traceback.format_exception(error)))
             LOG.error("prediction failed [request_id=%s]\n%s", request_id.decode(), detail)
             return 500, orjson.dumps({"error": "internal error", "request_id": request_id.decode()})
+
+    async def _parse(self, parse: Callable[..., Any], body: bytes) -> Any:
+        predictor = self.predictor
+        if len(body) > INLINE_BODY_BYTES and self._pool is not None:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._pool, parse, body, predictor.schema, predictor.numeric
+            )
+        return parse(body, predictor.schema, predictor.numeric)
+
+    async def _run(
+        self, inputs: Any, rows: int, want_proba: bool, confidence: bool
+    ) -> model.Prediction:
+        predict = functools.partial(self.predictor.predict, inputs, want_proba, confidence)
+        if self._executor is not None:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, predict)
+        if self._pool is not None and self.predictor.work(rows) > INLINE_WORK:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, predict)
+        return predict()
+
+    async def _infer(self, endpoint: str, body: bytes) -> tuple[int, bytes]:
+        parse = payload.parse_invocations if endpoint == "invocations" else payload.parse_infer
+        batch: payload.Batch = await self._parse(parse, body)
+        unknown = [o for o in batch.outputs if o not in OUTPUTS]
+        want_proba = "predict_proba" in batch.outputs
+        if unknown or (want_proba and not self._has_proba()):
+            raise payload.PayloadError(
+                f"unknown output(s) {unknown or ['predict_proba']}; this model offers "
+                f"{list(OUTPUTS) if self._has_proba() else ['predict']}"
+            )
+        inputs = batch.matrix if self.predictor.numeric else batch.frame
+        # Probabilities feed the confidence histogram on every request that has them.
+        result = await self._run(inputs, batch.rows, want_proba, self._has_proba())
         self.metrics.batch(
             inputs,
             batch.rows,
             result.class_index,
             None if result.class_index is not None else result.values,
+            result.proba,
         )
         if self.sampler is not None:
             self.sampler.offer(inputs, result.values, batch.rows)
@@ -307,6 +330,31 @@ class App:
             }
         )
 
+    async def _feedback(self, body: bytes) -> tuple[int, bytes]:
+        batch, labels = await self._parse(payload.parse_feedback, body)
+        inputs = batch.matrix if self.predictor.numeric else batch.frame
+        classes = self.predictor.classes
+        # Checked before predicting where the classes are known: a bad body costs nothing.
+        actual = None if classes is None else payload.class_labels(labels, classes)
+        values = (await self._run(inputs, batch.rows, False, False)).values
+        if actual is None and values.ndim == 1 and values.dtype.kind == "f":
+            truth = payload.numeric_labels(labels)
+            self.metrics.feedback_values(truth, values)
+            kept: Any = truth
+        else:
+            actual = actual if actual is not None else _opaque_labels(labels, values)
+            self.metrics.feedback_classes(inputs, actual, metrics.strings(values).tolist())
+            kept = labels  # as sent (validated): the same type as the predictions
+        if self.sampler is not None:
+            self.sampler.feedback(inputs, values, kept, batch.rows)
+        return 200, orjson.dumps(
+            {
+                "model_name": self.settings.model_name,
+                "model_version": self.settings.version,
+                "rows": batch.rows,
+            }
+        )
+
     async def _body(self, content_length: bytes | None, receive: Receive) -> bytes:
         limit = self.settings.max_body_bytes
         if content_length is not None and content_length.isdigit() and int(content_length) > limit:
@@ -323,8 +371,7 @@ class App:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _has_proba(self) -> bool:
-        compiled = self.predictor.compiled
-        return compiled is not None and compiled.is_classifier
+        return self.predictor.classes is not None
 
     def _model_metadata(self) -> dict[str, Any]:
         schema = self.predictor.schema
@@ -346,11 +393,11 @@ class App:
                 }
             ]
         outputs: list[dict[str, Any]] = [{"name": "predict", "datatype": "FP64", "shape": [-1]}]
-        compiled = self.predictor.compiled
-        if compiled is not None and compiled.classes is not None:
-            outputs[0]["datatype"] = _datatype(compiled.classes)
+        classes = self.predictor.classes
+        if classes is not None:
+            outputs[0]["datatype"] = _datatype(classes)
             outputs.append(
-                {"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(compiled.classes)]}
+                {"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(classes)]}
             )
         return {
             "name": self.settings.model_name,
@@ -376,10 +423,10 @@ def _layout(
             numeric.append((name, position[name], [float(e) for e in spec["edges"]]))
         elif spec.get("kind") == "categorical":
             categorical.append((name, position[name], [str(c) for c in spec["categories"]]))
-    compiled = predictor.compiled
+    compiled, classes = predictor.compiled, predictor.classes
     labels = value_edges = None
-    if compiled is not None and compiled.classes is not None:
-        labels = [str(c) for c in compiled.classes.tolist()]
+    if classes is not None:
+        labels = [str(c) for c in classes.tolist()]
     elif compiled is not None:
         # Regressor: bucket predictions by the quantiles of what its leaves can output.
         leaves = compiled.leaf_value[compiled.children[0::2] == np.arange(compiled.feature.size), 0]
@@ -392,7 +439,21 @@ def _layout(
         categorical,
         value_edges,
         labels,
+        probabilities=classes is not None,
     )
+
+
+def _opaque_labels(labels: list[Any], predictions: Any) -> list[str]:
+    """Labels for a model that does not name its classes: of the kind it predicts."""
+    numbers = predictions.dtype.kind in "biuf"
+    for i, label in enumerate(labels):
+        if isinstance(label, str) == numbers:
+            kind = "numbers" if numbers else "strings"
+            raise payload.PayloadError(
+                f"label {label!r} in row {i} is a {type(label).__name__}; this model predicts "
+                f"{kind}"
+            )
+    return [str(label) for label in labels]
 
 
 def _datatype(values: Any) -> str:

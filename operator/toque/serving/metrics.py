@@ -4,14 +4,25 @@ The request path only appends to lists and bumps ints (no prometheus_client obje
 feature and prediction histograms are computed per batch of buffered rows with one
 comparison against a padded edge matrix and one ``bincount``, and rendered by a custom
 ``Collector`` at scrape time. Names and labels are the contract with the operator's canary
-analysis (see ``toque.serving`` docstring). With several worker processes each worker
-publishes a snapshot file and a scrape adds its peers' snapshots to its own numbers.
-Called by ``toque.serving.app``.
+analysis (see ``toque.serving`` docstring) and with the drift monitor. With several worker
+processes each worker publishes a snapshot file and a scrape adds its peers' snapshots to
+its own numbers. Called by ``toque.serving.app``.
+
+For drift and performance monitoring: ``toque_serving_prediction_confidence`` buckets the
+top-class probability of each predicted row (classifiers with probabilities; buckets
+``toque.core.bins.CONFIDENCE_EDGES``), from which the operator estimates accuracy without
+labels; ``toque_serving_group_predictions`` counts predicted classes per group (each
+categorical feature's training categories plus ``__other__``) for bias without labels.
+Feedback rows (true labels sent to the feedback endpoint, not counted as traffic) feed
+``toque_serving_feedback_rows``, a confusion matrix ``toque_serving_feedback`` and its
+per-group split ``toque_serving_feedback_group`` for classifiers, and the summed absolute
+and squared errors for regressors.
 """
 
 from __future__ import annotations
 
 import bisect
+import collections
 import contextlib
 import dataclasses
 import os
@@ -23,6 +34,8 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 from prometheus_client import core, registry, utils
+
+from toque.core import bins
 
 DURATION_BUCKETS = (
     0.0005,
@@ -42,7 +55,13 @@ DURATION_BUCKETS = (
 )
 VALUE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 FLUSH_ROWS = 4096
+FLUSH_REQUESTS = 256
 LABELS = ["model", "version"]
+OTHER = "__other__"
+CONFIDENCE_EDGES = bins.CONFIDENCE_EDGES
+_CONFIDENCE = np.asarray(CONFIDENCE_EDGES)
+# Counts fields keyed by label tuples: JSON has no tuple keys, so they travel as rows.
+_KEYED = ("requests", "feedback", "group_predictions", "feedback_group")
 
 
 @dataclasses.dataclass
@@ -60,34 +79,52 @@ class Counts:
     feature_sums: list[float] = dataclasses.field(default_factory=list)
     categories: list[list[int]] = dataclasses.field(default_factory=list)
     dropped: int = 0
+    confidence: list[int] = dataclasses.field(default_factory=list)
+    confidence_sum: float = 0.0
+    # (feature, group, class) of every predicted row
+    group_predictions: dict[tuple[str, str, str], int] = dataclasses.field(default_factory=dict)
+    feedback_rows: int = 0
+    # (actual, predicted)
+    feedback: dict[tuple[str, str], int] = dataclasses.field(default_factory=dict)
+    # (feature, group, actual, predicted)
+    feedback_group: dict[tuple[str, str, str, str], int] = dataclasses.field(default_factory=dict)
+    feedback_abs_error: float = 0.0
+    feedback_squared_error: float = 0.0
 
     def to_json(self) -> bytes:
         document = dataclasses.asdict(self)
-        document["requests"] = [[e, c, n] for (e, c), n in self.requests.items()]
+        for name in _KEYED:
+            document[name] = [[*key, n] for key, n in getattr(self, name).items()]
         return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
 
     @classmethod
     def from_json(cls, raw: bytes) -> Counts:
         document = orjson.loads(raw)
-        document["requests"] = {(e, c): n for e, c, n in document["requests"]}
+        for name in _KEYED:
+            document[name] = {tuple(row[:-1]): row[-1] for row in document[name]}
         return cls(**document)
 
     def add(self, other: Counts) -> None:
-        for key, n in other.requests.items():
-            self.requests[key] = self.requests.get(key, 0) + n
-        for label, n in other.classes.items():
-            self.classes[label] = self.classes.get(label, 0) + n
+        for name in ("classes", *_KEYED):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            for key, n in theirs.items():
+                mine[key] = mine.get(key, 0) + n
         _add_list(self.duration, other.duration)
         _add_list(self.values, other.values)
-        for mine, theirs in zip(self.features, other.features, strict=False):
-            _add_list(mine, theirs)
-        for mine, theirs in zip(self.categories, other.categories, strict=False):
-            _add_list(mine, theirs)
+        _add_list(self.confidence, other.confidence)
+        for mine_list, theirs_list in zip(self.features, other.features, strict=False):
+            _add_list(mine_list, theirs_list)
+        for mine_list, theirs_list in zip(self.categories, other.categories, strict=False):
+            _add_list(mine_list, theirs_list)
         _add_list(self.feature_sums, other.feature_sums)
         self.duration_sum += other.duration_sum
         self.values_sum += other.values_sum
+        self.confidence_sum += other.confidence_sum
         self.rows += other.rows
         self.dropped += other.dropped
+        self.feedback_rows += other.feedback_rows
+        self.feedback_abs_error += other.feedback_abs_error
+        self.feedback_squared_error += other.feedback_squared_error
 
 
 def _add_list(mine: list[Any], theirs: list[Any]) -> None:
@@ -105,7 +142,10 @@ class Layout:
     numeric: list[tuple[str, int, list[float]]]  # (feature, column index, edges)
     categorical: list[tuple[str, int, list[str]]]  # (feature, column index, categories)
     value_edges: list[float] | None  # regressors' prediction histogram; None: classifier
-    class_labels: list[str] | None  # the compiled forest's classes, in index order
+    # The model's classes as str, in index order (the compiled forest's class_index, the
+    # columns of proba); None: a regressor, or a model that does not say.
+    class_labels: list[str] | None
+    probabilities: bool = False  # the model yields proba: the confidence histogram
 
 
 class Metrics:
@@ -121,11 +161,15 @@ class Metrics:
             features=[[0] * (len(e) + 1) for _, _, e in layout.numeric],
             feature_sums=[0.0] * len(layout.numeric),
             categories=[[0] * (len(c) + 1) for _, _, c in layout.categorical],
+            confidence=[0] * (len(CONFIDENCE_EDGES) + 1),
         )
         self.sampler_dropped = 0
-        self._pending: list[Any] = []
+        # (inputs, per-row class labels or None) of each request since the last flush
+        self._pending: list[tuple[Any, npt.NDArray[np.str_] | None]] = []
         self._pending_rows = 0
         self._pending_classes: list[npt.NDArray[np.intp]] = []
+        self._pending_confidence: list[npt.NDArray[np.float64]] = []
+        self._pending_requests = 0
         width = max((len(e) for _, _, e in layout.numeric), default=0)
         self._edges = np.full((len(layout.numeric), width), np.inf)
         for i, (_, _, edges) in enumerate(layout.numeric):
@@ -134,14 +178,20 @@ class Metrics:
         self._category_index = [
             {c: k for k, c in enumerate(cats)} for _, _, cats in layout.categorical
         ]
+        self._groups = [[*cats, OTHER] for _, _, cats in layout.categorical]
+        self._class_names = (
+            np.asarray(layout.class_labels, dtype=str) if layout.class_labels else None
+        )
 
     # The request path -------------------------------------------------------------------
-    def request(self, endpoint: str, code: int, seconds: float) -> None:
+    def request(self, endpoint: str, code: int, seconds: float | None) -> None:
+        """Count a request; ``seconds`` None keeps it out of the prediction latency."""
         key = (endpoint, str(code))
         requests = self.counts.requests
         requests[key] = requests.get(key, 0) + 1
-        self.counts.duration[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
-        self.counts.duration_sum += seconds
+        if seconds is not None:
+            self.counts.duration[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+            self.counts.duration_sum += seconds
 
     def batch(
         self,
@@ -149,48 +199,132 @@ class Metrics:
         rows: int,
         class_index: npt.NDArray[np.intp] | None,
         predictions: npt.NDArray[Any] | None,
+        proba: npt.NDArray[np.float64] | None = None,
     ) -> None:
         """Buffer one request's inputs (matrix or frame) and predictions for ``flush``."""
         self.counts.rows += rows
-        if self.layout.numeric or self.layout.categorical:
-            self._pending.append(inputs)
-            self._pending_rows += rows
+        self._pending_requests += 1
         if class_index is not None:
             self._pending_classes.append(class_index)
         elif predictions is not None:
             self._predictions(predictions)
-        if self._pending_rows >= FLUSH_ROWS or len(self._pending_classes) >= 256:
+        if proba is not None and proba.ndim == 2 and proba.shape[1]:
+            self._pending_confidence.append(proba.max(axis=1))
+        if self.layout.numeric or self.layout.categorical:
+            labels = None
+            if self.layout.categorical:
+                labels = self._row_classes(class_index, predictions)
+            self._pending.append((inputs, labels))
+            self._pending_rows += rows
+        if self._pending_rows >= FLUSH_ROWS or self._pending_requests >= FLUSH_REQUESTS:
             self.flush()
 
     def dropped(self, rows: int) -> None:
         self.counts.dropped += rows
 
+    def _row_classes(
+        self, class_index: npt.NDArray[np.intp] | None, predictions: npt.NDArray[Any] | None
+    ) -> npt.NDArray[np.str_] | None:
+        """Each row's predicted class as str, for the per-group counts (None: a regressor)."""
+        if class_index is not None and self._class_names is not None:
+            return self._class_names[class_index]
+        if predictions is None or predictions.ndim != 1:
+            return None
+        if self.layout.class_labels is None and predictions.dtype.kind == "f":
+            return None
+        return strings(predictions)
+
+    # Feedback ---------------------------------------------------------------------------
+    def feedback_classes(self, inputs: Any, actual: list[str], predicted: list[str]) -> None:
+        """Feedback rows of a classifier: the confusion matrix, overall and per group."""
+        self.counts.feedback_rows += len(actual)
+        pairs = collections.Counter(zip(actual, predicted, strict=True))
+        confusion = self.counts.feedback
+        for pair, n in pairs.items():
+            confusion[pair] = confusion.get(pair, 0) + n
+        mine = self.counts.feedback_group
+        for i, group in enumerate(self._row_groups(inputs, len(actual))):
+            if group is None:
+                continue
+            feature, names = self.layout.categorical[i][0], self._groups[i]
+            triples = collections.Counter(zip(group.tolist(), actual, predicted, strict=True))
+            for (g, a, p), n in triples.items():
+                key = (feature, names[g], a, p)
+                mine[key] = mine.get(key, 0) + n
+
+    def feedback_values(
+        self, actual: npt.NDArray[np.float64], predicted: npt.NDArray[np.float64]
+    ) -> None:
+        """Feedback rows of a regressor: summed absolute and squared errors."""
+        error = predicted.astype(np.float64) - actual
+        self.counts.feedback_rows += int(error.size)
+        self.counts.feedback_abs_error += float(np.abs(error).sum())
+        self.counts.feedback_squared_error += float(np.square(error).sum())
+
+    def _row_groups(self, inputs: Any, rows: int) -> list[npt.NDArray[np.intp] | None]:
+        """Each categorical feature's group index per row (None: the column is absent)."""
+        out: list[npt.NDArray[np.intp] | None] = []
+        for i, (name, j, _) in enumerate(self.layout.categorical):
+            if isinstance(inputs, np.ndarray):
+                column = inputs[:, j]
+            elif name in inputs:
+                column = inputs[name].to_numpy()
+            else:
+                out.append(None)
+                continue
+            out.append(self._group_index(i, column) if len(column) == rows else None)
+        return out
+
+    def _group_index(self, i: int, column: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
+        values, inverse = np.unique(column.astype(str), return_inverse=True)
+        index, other = self._category_index[i], len(self._groups[i]) - 1
+        lookup = np.asarray([index.get(_category(v), other) for v in values.tolist()], np.intp)
+        return lookup[inverse.reshape(-1)]
+
     # Batch work ---------------------------------------------------------------------------
     def flush(self) -> None:
         pending, self._pending, self._pending_rows = self._pending, [], 0
+        self._pending_requests = 0
         if self._pending_classes:
             index = np.concatenate(self._pending_classes)
             self._pending_classes = []
-            labels = self.layout.class_labels or []
-            for k, n in enumerate(np.bincount(index, minlength=len(labels)).tolist()):
+            names = self.layout.class_labels or []
+            for k, n in enumerate(np.bincount(index, minlength=len(names)).tolist()):
                 if n:
-                    label = labels[k]
+                    label = names[k]
                     self.counts.classes[label] = self.counts.classes.get(label, 0) + n
+        if self._pending_confidence:
+            self._confidence(np.concatenate(self._pending_confidence))
+            self._pending_confidence = []
         if not pending:
             return
-        matrices = [p for p in pending if isinstance(p, np.ndarray)]
-        frames = [p for p in pending if not isinstance(p, np.ndarray)]
+        matrices = [p for p in pending if isinstance(p[0], np.ndarray)]
+        frames = [p for p in pending if not isinstance(p[0], np.ndarray)]
         if matrices:
-            self._numeric(
-                np.concatenate(matrices)[:, self._columns]
-                if self._columns.size
-                else np.empty((0, 0))
-            )
+            matrix = np.concatenate([m for m, _ in matrices])
+            self._numeric(matrix[:, self._columns] if self._columns.size else np.empty((0, 0)))
             self._categorical(
-                [np.concatenate(matrices)[:, j] for _, j, _ in self.layout.categorical]
+                [matrix[:, j] for _, j, _ in self.layout.categorical],
+                _concatenate([classes for _, classes in matrices]),
             )
-        for frame in frames:
+        for frame, classes in frames:
             self._numeric_frame(frame)
+            self._categorical(
+                [
+                    frame[n].to_numpy() if n in frame else np.empty(0)
+                    for n, _, _ in self.layout.categorical
+                ],
+                classes,
+            )
+
+    def _confidence(self, top: npt.NDArray[np.float64]) -> None:
+        top = top[np.isfinite(top)]
+        # First edge >= value: Prometheus ``le`` buckets; above 1.0 lands in the overflow.
+        index = np.searchsorted(_CONFIDENCE, top, side="left")
+        counts = np.bincount(index, minlength=len(CONFIDENCE_EDGES) + 1).tolist()
+        for k, n in enumerate(counts):
+            self.counts.confidence[k] += n
+        self.counts.confidence_sum += float(top.sum())
 
     def _numeric(self, values: npt.NDArray[np.float64]) -> None:
         if not values.size:
@@ -216,31 +350,44 @@ class Metrics:
         if names and all(n in frame for n in names):
             with contextlib.suppress(ValueError, TypeError):
                 self._numeric(frame[names].to_numpy(dtype=np.float64, na_value=np.nan))
-        self._categorical(
-            [
-                frame[n].to_numpy() if n in frame else np.empty(0)
-                for n, _, _ in self.layout.categorical
-            ]
-        )
 
-    def _categorical(self, columns: list[npt.NDArray[Any]]) -> None:
+    def _categorical(
+        self, columns: list[npt.NDArray[Any]], labels: npt.NDArray[np.str_] | None
+    ) -> None:
         for i, column in enumerate(columns):
-            labels, counts = np.unique(column.astype(str), return_counts=True)
-            index, mine = self._category_index[i], self.counts.categories[i]
-            for label, n in zip(labels.tolist(), counts.tolist(), strict=True):
-                mine[index.get(_category(label), len(mine) - 1)] += n
+            if not len(column):
+                continue
+            group = self._group_index(i, column)
+            mine = self.counts.categories[i]
+            for k, n in enumerate(np.bincount(group, minlength=len(mine)).tolist()):
+                mine[k] += n
+            if labels is not None and len(labels) == len(group):
+                self._group_predictions(i, group, labels)
+
+    def _group_predictions(
+        self, i: int, group: npt.NDArray[np.intp], labels: npt.NDArray[np.str_]
+    ) -> None:
+        classes, inverse = np.unique(labels, return_inverse=True)
+        width = len(classes)
+        counts = np.bincount(group * width + inverse.reshape(-1)).tolist()
+        feature, names = self.layout.categorical[i][0], self._groups[i]
+        mine = self.counts.group_predictions
+        for flat, n in enumerate(counts):
+            if n:
+                key = (feature, names[flat // width], str(classes[flat % width]))
+                mine[key] = mine.get(key, 0) + n
 
     def _predictions(self, predictions: npt.NDArray[Any]) -> None:
         if predictions.ndim != 1 or not predictions.size:
             return
-        if predictions.dtype.kind == "f":
+        if predictions.dtype.kind == "f" and self.layout.class_labels is None:
             edges = self.layout.value_edges or VALUE_BUCKETS
             index = np.searchsorted(np.asarray(edges), predictions, side="left")
             for k, n in enumerate(np.bincount(index, minlength=len(edges) + 1).tolist()):
                 self.counts.values[k] += n
             self.counts.values_sum += float(np.nansum(predictions))
         else:
-            labels, counts = np.unique(predictions.astype(str), return_counts=True)
+            labels, counts = np.unique(strings(predictions), return_counts=True)
             for label, n in zip(labels.tolist(), counts.tolist(), strict=True):
                 self.counts.classes[label] = self.counts.classes.get(label, 0) + n
 
@@ -310,6 +457,18 @@ class Metrics:
         for label, n in sorted(counts.classes.items()):
             classes.add_metric([*base, label], n)
         yield classes
+        if layout.probabilities:
+            confidence = core.HistogramMetricFamily(
+                "toque_serving_prediction_confidence",
+                "Top-class probability of each predicted row (classifiers)",
+                labels=LABELS,
+            )
+            confidence.add_metric(
+                base, _buckets(CONFIDENCE_EDGES, counts.confidence), counts.confidence_sum
+            )
+            yield confidence
+        yield from self._bias(counts, base)
+        yield from self._feedback(counts, base)
         features = core.HistogramMetricFamily(
             "toque_serving_feature_value",
             "Input feature values, bucketed by training-data quantiles",
@@ -329,6 +488,63 @@ class Metrics:
             for k, label in enumerate([*cats, "__other__"]):
                 categories.add_metric([*base, name, label], counts.categories[i][k])
         yield categories
+
+    def _bias(self, counts: Counts, base: list[str]) -> Iterator[core.Metric]:
+        groups = core.CounterMetricFamily(
+            "toque_serving_group_predictions",
+            "Predicted rows per class and group of a categorical feature (other: not seen in "
+            "training)",
+            labels=[*LABELS, "feature", "group", "class"],
+        )
+        for key, n in sorted(counts.group_predictions.items()):
+            groups.add_metric([*base, *key], n)
+        yield groups
+
+    def _feedback(self, counts: Counts, base: list[str]) -> Iterator[core.Metric]:
+        rows = core.CounterMetricFamily(
+            "toque_serving_feedback_rows", "Rows sent back with their true label", labels=LABELS
+        )
+        rows.add_metric(base, counts.feedback_rows)
+        yield rows
+        # Regressors; a model that does not name its classes is one until it gets class feedback.
+        if self.layout.class_labels is None and not counts.feedback:
+            for name, total, what in (
+                ("abs_error", counts.feedback_abs_error, "absolute"),
+                ("squared_error", counts.feedback_squared_error, "squared"),
+            ):
+                error = core.CounterMetricFamily(
+                    f"toque_serving_feedback_{name}",
+                    f"Summed {what} error of the feedback rows (regressors)",
+                    labels=LABELS,
+                )
+                error.add_metric(base, total)
+                yield error
+        confusion = core.CounterMetricFamily(
+            "toque_serving_feedback",
+            "Feedback rows per true and predicted class (classifiers)",
+            labels=[*LABELS, "actual", "predicted"],
+        )
+        for (actual, predicted), n in sorted(counts.feedback.items()):
+            confusion.add_metric([*base, actual, predicted], n)
+        yield confusion
+        groups = core.CounterMetricFamily(
+            "toque_serving_feedback_group",
+            "Feedback rows per group of a categorical feature, true and predicted class",
+            labels=[*LABELS, "feature", "group", "actual", "predicted"],
+        )
+        for key, n in sorted(counts.feedback_group.items()):
+            groups.add_metric([*base, *key], n)
+        yield groups
+
+
+def strings(values: npt.NDArray[Any]) -> npt.NDArray[np.str_]:
+    # As str(c) of the classes' Python values: "1" for 1, "1.0" for 1.0, "True".
+    return values.astype(str)
+
+
+def _concatenate(parts: list[npt.NDArray[np.str_] | None]) -> npt.NDArray[np.str_] | None:
+    present = [p for p in parts if p is not None]
+    return np.concatenate(present) if present and len(present) == len(parts) else None
 
 
 def _category(label: str) -> str:

@@ -6,6 +6,12 @@ registry records; ``load`` picks the compiled forest (``toque.serving.forest``) 
 scikit-learn tree ensembles and ``mlflow.pyfunc`` for everything else. Called once at
 startup by ``toque.serving.server``.
 
+Class probabilities (the ``predict_proba`` output and the confidence histogram) come from
+the compiled forest for free, and for a pyfunc model of the ``sklearn`` flavour whose
+estimator has ``predict_proba`` (``PyFuncModel.get_raw_model()``) from a second call: the
+labels still come from pyfunc's ``predict``, since ``classes_[argmax(proba)]`` is not what
+every estimator predicts (``SVC(probability=True)``, thresholded models).
+
 Loading a model can run code from it (pickle, cloudpickle; skops within its trusted
 types). So: a model without an expected digest is refused unless the server was started
 with ``--allow-unverified``; MLflow's ``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` stays
@@ -55,22 +61,41 @@ class Fetched:
 class Prediction:
     values: npt.NDArray[Any]  # one prediction per row (labels or numbers)
     class_index: npt.NDArray[np.intp] | None = None  # compiled classifiers only
-    proba: npt.NDArray[np.float64] | None = None
+    proba: npt.NDArray[np.float64] | None = None  # (rows, classes), columns as ``classes``
 
 
 class Predictor:
-    """The model behind the endpoints: ``numeric`` models take a matrix, others a frame."""
+    """The model behind the endpoints: ``numeric`` models take a matrix, others a frame.
+
+    ``estimator``: the scikit-learn classifier under a pyfunc model, asked for
+    ``predict_proba`` (None: the model offers no probabilities).
+    """
 
     def __init__(
-        self, schema: signature.Schema | None, compiled: forest.Forest | None, pyfunc: Any
+        self,
+        schema: signature.Schema | None,
+        compiled: forest.Forest | None,
+        pyfunc: Any,
+        estimator: Any = None,
     ) -> None:
         self.schema = schema
         self.compiled = compiled
         self.pyfunc = pyfunc
+        self.estimator = estimator
+        self._proba_failed = False
 
     @property
     def numeric(self) -> bool:
         return self.compiled is not None
+
+    @property
+    def classes(self) -> npt.NDArray[Any] | None:
+        """The classes in ``proba`` column order; None for regressors and opaque models."""
+        if self.compiled is not None:
+            return self.compiled.classes
+        if self.estimator is not None:
+            return np.asarray(self.estimator.classes_)
+        return None
 
     def work(self, rows: int) -> int:
         """Node visits a compiled prediction of ``rows`` rows makes (its cost, roughly)."""
@@ -78,12 +103,19 @@ class Predictor:
             return 0
         return rows * int(self.compiled.roots.size) * max(1, self.compiled.depth)
 
-    def predict(self, inputs: Any, want_proba: bool = False) -> Prediction:
+    def predict(
+        self, inputs: Any, want_proba: bool = False, confidence: bool = False
+    ) -> Prediction:
+        """Predict; ``proba`` when the client (``want_proba``) or the metrics (``confidence``)
+        want it, and always for the compiled forest, where it costs nothing extra.
+
+        A pyfunc estimator's ``predict_proba`` that fails while only the metrics wanted it
+        is logged once and skipped, so serving does not depend on it; asked for, it raises.
+        """
         if self.compiled is not None:
             values, outputs = self.compiled.predict(inputs)
             if self.compiled.is_classifier:
-                index = np.argmax(outputs, axis=1)
-                return Prediction(values, index, outputs if want_proba else None)
+                return Prediction(values, np.argmax(outputs, axis=1), outputs)
             return Prediction(values)
         result = self.pyfunc.predict(inputs)
         if hasattr(result, "to_numpy"):
@@ -91,7 +123,23 @@ class Predictor:
         values = np.asarray(result)
         if values.ndim == 2 and values.shape[1] == 1:
             values = values[:, 0]
-        return Prediction(values)
+        if self.estimator is None or not (want_proba or confidence):
+            return Prediction(values)
+        try:
+            proba = np.asarray(self.estimator.predict_proba(inputs), dtype=np.float64)
+            if proba.shape != (len(values), len(self.estimator.classes_)):
+                raise ValueError(f"predict_proba returned shape {proba.shape}")
+        except Exception as error:
+            if want_proba:
+                raise
+            if not self._proba_failed:
+                LOG.warning(
+                    "predict_proba failed; serving without class probabilities: %s",
+                    redact.redact(f"{type(error).__name__}: {error}"),
+                )
+            self._proba_failed = True
+            return Prediction(values)
+        return Prediction(values, proba=proba)
 
 
 def deny_deserialization() -> None:
@@ -231,4 +279,31 @@ def load(fetched: Fetched) -> Predictor:
     import mlflow.pyfunc
 
     LOG.info("serving through mlflow.pyfunc (%s)", ", ".join(flavors) or "no flavors")
-    return Predictor(schema, None, mlflow.pyfunc.load_model(str(path)))
+    pyfunc = mlflow.pyfunc.load_model(str(path))
+    estimator = probabilistic_estimator(pyfunc, flavors)
+    if estimator is not None:
+        LOG.info("class probabilities from %s.predict_proba", type(estimator).__name__)
+    return Predictor(schema, None, pyfunc, estimator)
+
+
+def probabilistic_estimator(pyfunc: Any, flavors: dict[str, Any]) -> Any:
+    """The scikit-learn classifier under a pyfunc model, if it has ``predict_proba``.
+
+    Only when pyfunc's ``predict`` is the estimator's own (a model logged with
+    ``pyfunc_predict_fn="predict_proba"`` already answers probabilities) and the classes
+    are one flat list (not a multi-output classifier).
+    """
+    conf = flavors.get("python_function")
+    if "sklearn" not in flavors or not isinstance(conf, dict):
+        return None
+    if conf.get("predict_fn", "predict") != "predict":
+        return None
+    try:
+        raw = pyfunc.get_raw_model()
+    except Exception:  # NotImplementedError, or a wrapper that cannot say
+        return None
+    # Pipeline and SVC hide predict_proba (available_if) when it would not work.
+    classes = getattr(raw, "classes_", None)
+    if not callable(getattr(raw, "predict_proba", None)) or classes is None:
+        return None
+    return raw if np.asarray(classes).ndim == 1 else None

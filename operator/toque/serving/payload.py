@@ -5,8 +5,11 @@ Two body formats: MLflow's ``/invocations`` (``dataframe_split``, ``dataframe_re
 ``instances``, ``inputs``) and the Open Inference Protocol v2 ``infer`` request (one 2-D
 tensor ``[N, F]`` in signature column order, or one 1-D tensor per column). Both become a
 ``Batch``: a float64 matrix in signature order for the compiled forest (no DataFrame on that
-path), or a DataFrame for the generic pyfunc path. Called by ``toque.serving.app`` for each
-request; raises ``PayloadError`` (an HTTP 4xx) on anything it cannot accept.
+path), or a DataFrame for the generic pyfunc path. A feedback body is an ``infer`` request
+plus ``"labels"``, one true label per row (``parse_feedback``), checked against the model's
+classes (``class_labels``) or as numbers for regressors (``numeric_labels``). Called by
+``toque.serving.app`` for each request; raises ``PayloadError`` (an HTTP 4xx) on anything it
+cannot accept.
 """
 
 from __future__ import annotations
@@ -110,7 +113,76 @@ def parse_invocations(body: bytes, schema: signature.Schema | None, numeric: boo
 
 
 def parse_infer(body: bytes, schema: signature.Schema | None, numeric: bool) -> Batch:
+    return _infer(loads(body), schema, numeric)
+
+
+def parse_feedback(
+    body: bytes, schema: signature.Schema | None, numeric: bool
+) -> tuple[Batch, list[Any]]:
+    """``{"inputs": <as infer>, "labels": [one per row], "parameters"?}`` → batch, labels."""
     document = loads(body)
+    if not isinstance(document, dict) or "labels" not in document:
+        raise PayloadError(
+            'a feedback request is {"inputs": [<as for infer>], "labels": [one true label '
+            "per row]}; labels are missing"
+        )
+    labels = document["labels"]
+    if not isinstance(labels, list):
+        raise PayloadError(f"labels must be a list (one per row), got {type(labels).__name__}")
+    batch = _infer(document, schema, numeric)
+    if len(labels) != batch.rows:
+        raise PayloadError(f"{len(labels)} label(s) for {batch.rows} row(s); send one per row")
+    for i, label in enumerate(labels):
+        if label is None or not isinstance(label, str | int | float):
+            raise PayloadError(f"label in row {i} must be a string or a number, got {label!r}")
+    return batch, labels
+
+
+def class_labels(labels: list[Any], classes: npt.NDArray[Any]) -> list[str]:
+    """Each label as ``str`` of the model's class it equals; a label of no class is a 400.
+
+    A label matches a class of its own kind (string, boolean, number; ``1`` and ``1.0`` are
+    the same class): the label ``"1"`` for the class ``1`` is a type error, not a match.
+    """
+    known = classes.tolist()
+    by_value = {c: c for c in known}
+    kinds = {_kind(c) for c in known}
+    out = []
+    for i, label in enumerate(labels):
+        match = by_value.get(label, _NO_CLASS)
+        if match is _NO_CLASS or _kind(match) != _kind(label):
+            if _kind(label) not in kinds:
+                raise PayloadError(
+                    f"label {label!r} in row {i} is a {_kind(label)}; this model's classes "
+                    f"are {' and '.join(sorted(f'{k}s' for k in kinds))}: {known}"
+                )
+            raise PayloadError(
+                f"label {label!r} in row {i} is not one of the model's classes {known}"
+            )
+        out.append(str(match))
+    return out
+
+
+_NO_CLASS = object()
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    return "string" if isinstance(value, str) else "number"
+
+
+def numeric_labels(labels: list[Any]) -> npt.NDArray[np.float64]:
+    """A regressor's true values; a string, a boolean or a non-finite number is a 400."""
+    for i, label in enumerate(labels):
+        if isinstance(label, bool | str) or not np.isfinite(label):
+            raise PayloadError(
+                f"label {label!r} in row {i}: this model predicts numbers; send finite numbers"
+            )
+    return np.asarray(labels, dtype=np.float64)
+
+
+def _infer(document: Any, schema: signature.Schema | None, numeric: bool) -> Batch:
     if not isinstance(document, dict) or not isinstance(document.get("inputs"), list):
         raise PayloadError(
             'an infer request is {"inputs": [{"name", "shape", "datatype", "data"}]}'

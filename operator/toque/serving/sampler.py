@@ -4,8 +4,15 @@ The request thread only draws which rows to keep and ``put_nowait``s them on a b
 queue; when the queue is full the rows are dropped and counted. A daemon thread collects
 rows and writes one file per ``batch_rows`` rows or ``interval_s`` seconds to
 ``s3://<bucket>/serving-samples/<model>/<version>/<yyyy-mm-dd>/<uuid>.parquet`` with the data
-store's S3 client and settings (``TOQUE_S3_ENDPOINT``, ``AWS_*``). Called by
-``toque.serving.app``; the drift monitor reads the files.
+store's S3 client and settings (``TOQUE_S3_ENDPOINT``, ``AWS_*``): the model inputs, a
+``prediction`` and a ``timestamp`` column. Called by ``toque.serving.app``; the drift
+monitor reads the files (inputs only).
+
+Feedback rows (inputs sent back with their true label) are kept whole, not sampled, and go
+to their own files under a ``feedback`` sub-prefix,
+``serving-samples/<model>/<version>/feedback/<yyyy-mm-dd>/<uuid>.parquet``, with a ``label``
+column besides ``prediction`` and ``timestamp``: inference samples never hold labels, and a
+drift check that reads traffic skips ``feedback/`` (those rows were already served once).
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ import numpy as np
 
 LOG = logging.getLogger("toque.serve.sampler")
 PREFIX = "serving-samples"
+FEEDBACK = "feedback"
+# (inputs, predictions, labels or None for inference rows, unix time)
+_Item = tuple[Any, Any, Any, float]
 
 
 def s3_client() -> Any:
@@ -56,7 +66,7 @@ class Sampler:
         self.on_drop = on_drop
         self.batch_rows, self.interval_s = batch_rows, interval_s
         self.files_written = 0
-        self._queue: queue.Queue[tuple[Any, Any, float] | None] = queue.Queue(max_queued)
+        self._queue: queue.Queue[_Item | None] = queue.Queue(max_queued)
         self._rng = np.random.default_rng()
         self._client_factory = client_factory
         self._thread = threading.Thread(target=self._run, name="toque-sampler", daemon=True)
@@ -72,10 +82,18 @@ class Sampler:
         if not keep.any():
             return
         picked = inputs[keep] if isinstance(inputs, np.ndarray) else inputs.loc[keep]
+        self._put((picked, np.asarray(predictions)[keep], None, time.time()), int(keep.sum()))
+
+    def feedback(self, inputs: Any, predictions: Any, labels: Any, rows: int) -> None:
+        """Request thread: keep every feedback row with its true label; never blocks."""
+        if rows:
+            self._put((inputs, np.asarray(predictions), np.asarray(labels), time.time()), rows)
+
+    def _put(self, item: _Item, rows: int) -> None:
         try:
-            self._queue.put_nowait((picked, np.asarray(predictions)[keep], time.time()))
+            self._queue.put_nowait(item)
         except queue.Full:
-            self.on_drop(int(keep.sum()))
+            self.on_drop(rows)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Flush what is buffered (best effort within ``timeout``)."""
@@ -87,7 +105,7 @@ class Sampler:
 
     def _run(self) -> None:
         client: Any = None
-        buffer: list[tuple[Any, Any, float]] = []
+        buffer: list[_Item] = []
         rows, started = 0, time.monotonic()
         while True:
             item: Any = ()  # nothing arrived: only check the flush clock
@@ -113,26 +131,36 @@ class Sampler:
             if last:
                 return
 
-    def _write(self, client: Any, buffer: list[tuple[Any, Any, float]]) -> None:
+    def _write(self, client: Any, buffer: list[_Item]) -> None:
+        inference = [item for item in buffer if item[2] is None]
+        feedback = [item for item in buffer if item[2] is not None]
+        if inference:
+            self._write_file(client, inference, "")
+        if feedback:
+            self._write_file(client, feedback, f"{FEEDBACK}/")
+
+    def _write_file(self, client: Any, items: list[_Item], sub: str) -> None:
         import pandas as pd
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         frames = []
-        for inputs, predictions, at in buffer:
+        for inputs, predictions, labels, at in items:
             frame = (
                 pd.DataFrame(inputs, columns=self.columns)
                 if isinstance(inputs, np.ndarray)
                 else inputs.reset_index(drop=True).copy()
             )
             frame["prediction"] = predictions if predictions.ndim == 1 else list(predictions)
+            if labels is not None:
+                frame["label"] = labels
             frame["timestamp"] = pd.Timestamp(at, unit="s", tz="UTC")
             frames.append(frame)
         table = pa.Table.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
         sink = io.BytesIO()
         pq.write_table(table, sink)
         day = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
-        key = f"{PREFIX}/{self.model}/{self.version}/{day}/{uuid.uuid4().hex}.parquet"
+        key = f"{PREFIX}/{self.model}/{self.version}/{sub}{day}/{uuid.uuid4().hex}.parquet"
         body = sink.getvalue()
         client.put_object(
             self.bucket, key, io.BytesIO(body), len(body), "application/vnd.apache.parquet"

@@ -296,16 +296,60 @@ def _features(result: context.Result) -> Any:
 def _log_feature_bins(
     client: Any, run_id: str, result: context.Result, workdir: pathlib.Path
 ) -> None:
-    """``toque/feature-bins.json``: the model server's per-feature histogram buckets."""
+    """``toque/feature-bins.json``: the drift profile of the validation data.
+
+    The model server reads its buckets for the per-feature histograms
+    (``toque.core.bins.parse``); the drift monitor compares live traffic with its counts,
+    its prediction distribution and, for classifiers, its accuracy per confidence bucket.
+    When the profile cannot be built the plain bins are written instead, and when not even
+    they can, the run goes on without: drift monitoring is not worth failing a run for.
+    """
     features = _features(result)
-    if result.model is None or features is None:
+    if result.model is None or features is None or result.validation is None:
         return
+    directory = workdir / "toque-bins"
+    label = result.label_column
+    labels = result.validation[label] if label and label in result.validation else None
     try:
-        path = bins.write_bins(features, workdir / "toque-bins")
-    except Exception as error:  # drift histograms are a nicety, not worth failing the run
-        LOG.warning("no feature bins: %s", redact.redact(str(error)))
-        return
+        path = _write_profile(result.model, features, labels, run_id, directory)
+    except Exception as error:
+        LOG.warning("no drift profile (plain feature bins only): %s", redact.redact(str(error)))
+        try:
+            path = bins.write_bins(features, directory)
+        except Exception as error:
+            LOG.warning("no feature bins: %s", redact.redact(str(error)))
+            return
     client.log_artifact(run_id, str(path), bins.ARTIFACT_DIR)
+
+
+def _write_profile(
+    model: Any, features: Any, labels: Any, run_id: str, directory: pathlib.Path
+) -> pathlib.Path:
+    from toque.drift import profile
+
+    predictions = proba = classes = None
+    try:
+        predictions = model.predict(features)
+    except Exception as error:  # a pyfunc PythonModel's predict takes a context first
+        LOG.warning("drift profile without predictions: %s", redact.redact(str(error)))
+    found = getattr(model, "classes_", None)
+    if predictions is not None and found is not None and hasattr(model, "predict_proba"):
+        try:
+            proba, classes = model.predict_proba(features), list(found)
+        except Exception as error:
+            LOG.warning("drift profile without performance: %s", redact.redact(str(error)))
+    built = profile.build_profile(
+        features,
+        predictions=predictions,
+        labels=labels,
+        proba=proba,
+        classes=classes,
+        source=f"run:{run_id}",
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / bins.ARTIFACT_FILE
+    path.write_bytes(profile.to_json(built))
+    return path
 
 
 def _log_model(
