@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 
 .PHONY: all venv tools node-deps image crds crds-check lint test test-unit test-e2e test-kind up down clean \
-	bench bench-data bench-serve lock
+	bench bench-data bench-serve bench-drift lock
 
 all: test
 
@@ -78,7 +78,7 @@ test-kind: venv tools
 	  TOQUE_KIND_NODE_IMAGE=$$node TOQUE_KIND_IMAGE=$$image $(VENV)/bin/pytest -q -s -m kind tests/kind
 
 # Benchmarks write their results under bench/results/.
-bench: bench-data bench-serve
+bench: bench-data bench-serve bench-drift
 
 # dvc lives in its own virtualenv: its aiobotocore pins clash with our boto3.
 $(VENV)-bench/bin/dvc:
@@ -93,6 +93,18 @@ bench-data: venv tools $(VENV)-bench/bin/dvc
 bench-serve: venv
 	@command -v wrk >/dev/null || apt-get install -y wrk
 	$(PY) bench/serve.py --out bench/results/serve.md
+
+# Evidently 0.7 needs pandas < 3 (0.7.23 fails to import under pandas 3), so it gets its own
+# virtualenv too; the stamp carries the pin, so changing it reinstalls.
+EVIDENTLY := 0.7.23
+$(VENV)-evidently/.installed-$(EVIDENTLY):
+	$(PYTHON) -m venv $(VENV)-evidently
+	$(VENV)-evidently/bin/pip install -q 'evidently==$(EVIDENTLY)' 'pandas<3' pyarrow
+	rm -f $(VENV)-evidently/.installed-* && touch $@
+
+# `toque drift` vs Evidently's DataDriftPreset, each in its own process (3-4 min here).
+bench-drift: venv $(VENV)-evidently/.installed-$(EVIDENTLY)
+	$(PY) bench/drift.py --out bench/results/drift.md
 
 up: venv tools node-deps
 	TOQUE_TOOLS_BIN=$$(bash hack/build-tools.sh) $(VENV)/bin/toque-local up
