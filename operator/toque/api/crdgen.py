@@ -78,8 +78,10 @@ KINDS: tuple[KindInfo, ...] = (
         columns=(
             ("Model", "string", ".spec.model", "Monitored model"),
             ("Mode", "string", ".spec.mode", "continuous or scheduled"),
+            ("Live", "string", ".status.liveVersion", "The ModelVersion evaluated"),
             ("Phase", "string", ".status.phase", "Latest verdict"),
             ("Drifted", "boolean", ".status.drifted", "Dataset-level drift"),
+            ("Samples", "integer", ".status.samples", "Rows of the last evaluation"),
             ("Age", "date", ".metadata.creationTimestamp", ""),
         ),
         description="Drift monitoring of a model's live traffic, with retraining on drift.",

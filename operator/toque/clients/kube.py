@@ -22,6 +22,7 @@ ApiException = kube_exceptions.ApiException
 
 _PLURALS = {
     ("batch/v1", "Job"): "jobs",
+    ("batch/v1", "CronJob"): "cronjobs",
     ("v1", "Pod"): "pods",
     ("v1", "Event"): "events",
     ("v1", "Service"): "services",

@@ -3,6 +3,6 @@
 Importing this package registers every handler with kopf.
 """
 
-from toque.handlers import modelversion, settings, trainingjob
+from toque.handlers import driftmonitor, modelversion, settings, trainingjob
 
-__all__ = ["modelversion", "settings", "trainingjob"]
+__all__ = ["driftmonitor", "modelversion", "settings", "trainingjob"]
