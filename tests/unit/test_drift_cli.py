@@ -212,3 +212,24 @@ def test_samples_are_the_model_versions_inference_files_modified_within_the_wind
 def test_invalid_windows_are_refused(text: str) -> None:
     with pytest.raises(types.InputError):
         sources.parse_window(text)
+
+
+def test_exit_zero_reports_drift_but_exits_0_and_bad_input_still_exits_2(
+    files: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _check(files["reference"], files["shifted"]) == 1
+    capsys.readouterr()
+    assert _check(files["reference"], files["shifted"], "--exit-zero") == 0
+    assert "**Drift**" in capsys.readouterr().out
+    assert _check(files["reference"], "missing.parquet", "--exit-zero") == 2
+
+
+def test_rules_take_the_specs_dataset_rule_shape_and_refuse_it_twice() -> None:
+    from toque.drift import types as dtypes
+
+    nested = dtypes.rules_from_dict({"datasetRule": {"driftShare": 0.3}, "minSamples": 10})
+    assert (nested.drift_share, nested.min_samples) == (0.3, 10)
+    with pytest.raises(dtypes.InputError, match="once"):
+        dtypes.rules_from_dict({"datasetRule": {"driftShare": 0.3}, "driftShare": 0.3})
+    with pytest.raises(dtypes.InputError, match="datasetRule"):
+        dtypes.rules_from_dict({"datasetRule": {"share": 0.3}})

@@ -70,6 +70,7 @@ def test_it_checks_the_live_version_s_samples_against_its_run_with_the_rules() -
     assert arg(args, "--current") == "samples:churn/7"
     assert arg(args, "--window") == "21600s"
     assert arg(args, "--termination-log") == "/dev/termination-log"
+    assert "--exit-zero" in args  # a drift verdict must not fail the Job
     rules = dtypes.rules_from_dict(json.loads(arg(args, "--rules")))
     assert rules.thresholds == "auto" and rules.min_samples == 500
     assert rules.features == {"age": dtypes.FeatureRule(method="psi")}

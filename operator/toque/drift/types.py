@@ -159,9 +159,18 @@ class Rules:
 
 def rules_from_dict(data: Mapping[str, Any]) -> Rules:
     """``Rules`` from the CRD's camelCase JSON: features [{name, method, threshold, type}],
-    defaultMethod, thresholds, driftShare, minSamples. Raises ``InputError``."""
+    defaultMethod, thresholds, driftShare (or the spec's datasetRule: {driftShare}),
+    minSamples; the rest of a DriftMonitor spec is refused. Raises ``InputError``."""
     if not isinstance(data, Mapping):
         raise InputError("rules must be a JSON object")
+    if "datasetRule" in data:
+        # A user may paste the spec's own shape; it means the same rule.
+        nested = data["datasetRule"]
+        if not isinstance(nested, Mapping) or set(nested) - {"driftShare"}:
+            raise InputError("datasetRule must be {\"driftShare\": <share>}")
+        if "driftShare" in data:
+            raise InputError("give driftShare once: top level or in datasetRule")
+        data = {**{k: v for k, v in data.items() if k != "datasetRule"}, **nested}
     known = {"features", "defaultMethod", "thresholds", "driftShare", "minSamples"}
     unknown = sorted(set(data) - known)
     if unknown:
