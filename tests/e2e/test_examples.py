@@ -28,8 +28,8 @@ def test_short_names_category_and_printer_columns_from_spec(
     cluster: local.LocalCluster, namespace: str
 ) -> None:
     """Short names and the `toque` category list all three kinds; the printer columns that
-    come from the spec show the spec's values (status columns stay empty here: no operator
-    runs in this test, and nothing reconciles a DriftMonitor yet)."""
+    come from the spec show the spec's values (status columns may be empty here: this test
+    does not wait for the operator)."""
     for path in EXAMPLES:
         cluster.kubectl("apply", "-n", namespace, "-f", str(path))
     listing = cluster.kubectl("get", "toque", "-n", namespace).stdout
