@@ -167,7 +167,7 @@ def rules_from_dict(data: Mapping[str, Any]) -> Rules:
         # A user may paste the spec's own shape; it means the same rule.
         nested = data["datasetRule"]
         if not isinstance(nested, Mapping) or set(nested) - {"driftShare"}:
-            raise InputError("datasetRule must be {\"driftShare\": <share>}")
+            raise InputError('datasetRule must be {"driftShare": <share>}')
         if "driftShare" in data:
             raise InputError("give driftShare once: top level or in datasetRule")
         data = {**{k: v for k, v in data.items() if k != "datasetRule"}, **nested}
