@@ -30,6 +30,7 @@ import requests
 from tests.e2e import drift_data
 from tests.e2e.helpers import apply, events, get, wait
 from tests.e2e.test_training import on_local_node
+from toque.clients import prometheus as prometheus_client
 from toque.local import cluster as local
 from toque.local import install, services
 
@@ -232,13 +233,13 @@ def cli_check(minio: services.Minio, mlflow_uri: str, run_id: str, version: str)
     return json.loads(result.stdout)
 
 
-@pytest.mark.usefixtures("prometheus")
 def test_drift_is_flagged_on_the_shifted_features_and_retrains_once_through_gate_and_canary(
     cluster: local.LocalCluster,
     namespace: str,
     operator: install.OperatorRelease,
     minio: services.Minio,
     mlflow_server: services.Mlflow,
+    prometheus: services.Prometheus,
     tmp_path: pathlib.Path,
 ) -> None:
     ns = namespace
@@ -265,6 +266,7 @@ def test_drift_is_flagged_on_the_shifted_features_and_retrains_once_through_gate
             mode="continuous",
             interval=f"{INTERVAL_S}s",
             onDrift={"enabled": True, "dataTag": "latest", "cooldown": "1h"},
+            bias={"feature": drift_data.CATEGORICAL, "maxDisparity": 0.95},
         ),
     )
     traffic = Traffic(cluster.kubeconfig, ns)
@@ -281,6 +283,12 @@ def test_drift_is_flagged_on_the_shifted_features_and_retrains_once_through_gate
             assert st["liveVersion"] == live["metadata"]["name"]
             assert {f["thresholdSource"] for f in st["features"]} == {"default"}
             assert abs(st["estimatedAccuracy"] - st["accuracy"]) <= CBPE_TOLERANCE, st
+            # Bias over time: every channel's positive and error rates, and their gaps.
+            groups = {g["group"]: g for g in st["bias"]["groups"]}
+            assert set(drift_data.CHANNELS) <= set(groups), st["bias"]
+            rates = [groups[c]["positiveRate"] for c in drift_data.CHANNELS]
+            assert st["bias"]["disparity"] == pytest.approx(max(rates) - min(rates), abs=1e-6)
+            assert all(groups[c]["errorRate"] is not None for c in drift_data.CHANNELS)
         assert not retraining_jobs(cluster, ns)
         assert not traffic.errors, traffic.errors[:5]
 
@@ -308,6 +316,17 @@ def test_drift_is_flagged_on_the_shifted_features_and_retrains_once_through_gate
             for f, v in operator_series(operator, "toque_drift_feature_drifted").items()
             if v == 1.0
         } == expected
+        # ... and in Prometheus, which scrapes the operator: the flags, and accuracy over time.
+        server = prometheus_client.Prometheus(prometheus.url)
+
+        def in_prometheus() -> set[str] | None:
+            flagged = server.query(f'toque_drift_feature_drifted{{monitor="{MONITOR}"}} == 1')
+            names = {s.labels["feature"] for s in flagged}
+            return names if names == expected else None
+
+        wait(cluster, in_prometheus, "Prometheus to hold the drifted features", 60)
+        history = server.query(f'count_over_time(toque_drift_accuracy{{monitor="{MONITOR}"}}[10m])')
+        assert history and history[0].value >= 3, history
 
         # Exactly one retraining, on the newest data, traceable both ways.
         def retrained() -> dict[str, Any] | None:

@@ -31,8 +31,17 @@ def split_image(reference: str) -> tuple[str, str]:
 
 
 def on_real_node(tainted: bool = True) -> dict[str, Any]:
-    """Values that put the operator's pod on the real node (kwok's nodes run nothing)."""
-    values: dict[str, Any] = {"nodeSelector": {local.REAL_NODE_LABEL: "true"}}
+    """Values that put the operator's pod on the real node (kwok's nodes run nothing), with
+    the annotations the local Prometheus finds targets by (it has no ServiceMonitor CRDs),
+    so its ``toque_*`` metrics, the drift verdicts among them, are in Prometheus."""
+    values: dict[str, Any] = {
+        "nodeSelector": {local.REAL_NODE_LABEL: "true"},
+        "podAnnotations": {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": "8080",  # the chart's metrics.port
+            "prometheus.io/path": "/metrics",
+        },
+    }
     if tainted:
         values["tolerations"] = [
             {"key": local.REAL_NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}
