@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 
 .PHONY: all venv tools node-deps image crds crds-check lint test test-unit test-e2e test-kind up down clean \
-	bench bench-data bench-serve bench-drift lock
+	bench bench-data bench-serve bench-drift lock actionlint
 
 all: test
 
@@ -39,7 +39,13 @@ image:
 crds: venv
 	$(PY) -m toque.api.crdgen crds helm/toque/crds
 
-lint: venv
+# The GitHub workflow of the example and of `toque init`'s template, with actionlint built from
+# its Go module (hack/build-actionlint.sh; cached, so a second run costs nothing).
+actionlint:
+	set -e; actionlint=$$(bash hack/build-actionlint.sh); $$actionlint examples/github/train.yml \
+	  operator/toque/scaffold/template/project/.github/workflows/train.yml
+
+lint: venv actionlint
 	$(VENV)/bin/ruff check operator tests bench
 	$(VENV)/bin/ruff format --check operator tests bench
 	$(VENV)/bin/mypy

@@ -2,12 +2,13 @@
 # Debian's packages for the local stack's real node and image builds, installed with apt when
 # missing: containerd and runc (the CRI runtime), the CNI plugins (bridge, host-local,
 # loopback, portmap), nftables (kube-proxy's mode), iproute2, the OCI registry, and buildah,
-# podman and mmdebstrap (Toque's image). Called by `make up` and `make test`.
+# podman and mmdebstrap (Toque's image), and shellcheck (actionlint checks the GitHub workflows'
+# scripts with it). Called by `make up` and `make test`.
 set -euo pipefail
 declare -A want=(
   [containerd]=containerd [ctr]=containerd [runc]=runc [nft]=nftables [ip]=iproute2
   [docker-registry]=docker-registry [buildah]=buildah [podman]=podman [mmdebstrap]=mmdebstrap
-  [/usr/lib/cni/bridge]=containernetworking-plugins
+  [/usr/lib/cni/bridge]=containernetworking-plugins [shellcheck]=shellcheck
 )
 need=()
 for tool in "${!want[@]}"; do

@@ -433,3 +433,32 @@ def test_the_completion_time_falls_back_to_the_jobs_condition() -> None:
     assert plan.status["completionTime"] == "2026-11-27T12:05:00Z"
     kept = decide.plan(observed(job=job, status=plan.status), CONFIG, LATER)
     assert kept.status["completionTime"] == "2026-11-27T12:05:00Z"
+
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def test_the_image_digest_the_trainer_ran_is_recorded_from_its_image_id() -> None:
+    job, pods = succeeded(RESULT)
+    pods[0]["status"]["containerStatuses"][0]["imageID"] = f"registry.local:5000/toque@{DIGEST}"
+    plan = decide.plan(observed(job=job, pods=pods, spec=GATED), CONFIG, NOW)
+    assert plan.status["imageDigest"] == f"registry.local:5000/toque@{DIGEST}"
+    # Once the Job and its pods are gone the recorded image stays.
+    gone = decide.plan(observed(job=None, status=plan.status, spec=GATED), CONFIG, LATER)
+    assert gone.status["imageDigest"] == f"registry.local:5000/toque@{DIGEST}"
+
+
+def test_no_image_digest_is_recorded_without_a_registry_digest() -> None:
+    job, pods = succeeded(RESULT)
+    pods[0]["status"]["containerStatuses"][0]["imageID"] = DIGEST  # a local image ID
+    plan = decide.plan(observed(job=job, pods=pods, spec=GATED), CONFIG, NOW)
+    assert "imageDigest" not in plan.status
+
+
+def test_image_ids_are_read_as_a_pinned_reference_or_nothing() -> None:
+    assert decide.pinned_image(f"docker-pullable://python@{DIGEST}") == f"python@{DIGEST}"
+    assert decide.pinned_image(f"ghcr.io/a/b@{DIGEST}") == f"ghcr.io/a/b@{DIGEST}"
+    assert decide.pinned_image(DIGEST) is None
+    assert decide.pinned_image("ghcr.io/a/b:1.0") is None
+    assert decide.pinned_image("ghcr.io/a/b@sha256:short") is None
+    assert decide.pinned_image(None) is None

@@ -322,6 +322,12 @@ class TrainingJobStatus(schema.KubeModel):
     metrics: dict[str, float] | None = None
     datasets: list[DatasetDigest] | None = None
     code_revision: str | None = None
+    image_digest: str | None = pydantic.Field(
+        default=None,
+        description="The trainer image the run ran, pinned: <repository>@sha256:<64 hex>, from "
+        "the pod's containerStatuses[].imageID (unset when the runtime reports no registry "
+        "digest); toque reproduce runs it again.",
+    )
     gate: GateStatus | None = None
     model_version: str | None = None
 

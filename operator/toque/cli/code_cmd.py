@@ -10,15 +10,20 @@ without building an image. The snapshot holds the committed files of the revisio
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pathlib
 import subprocess
 import sys
 import tarfile
 import tempfile
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from toque.core import exitcodes
 from toque.trainer.lineage import REVISION_FILE
+
+if TYPE_CHECKING:
+    from toque.data import store
 
 
 def register(subs: Any) -> None:
@@ -66,29 +71,58 @@ def snapshot(repo: pathlib.Path, rev: str, paths: list[str], dest: pathlib.Path)
     return commit
 
 
-def _push(args: argparse.Namespace) -> int:
-    from toque.data import errors, manifest, store
+@dataclasses.dataclass(frozen=True)
+class Pushed:
+    """A stored snapshot: ``result.ref`` is pinned; ``dirty`` says uncommitted changes to
+    tracked files were left out of it."""
+
+    commit: str
+    result: store.PushResult
+    dirty: bool
+
+
+def push(
+    repo: pathlib.Path,
+    name: str,
+    rev: str = "HEAD",
+    paths: Sequence[str] = (),
+    tags: Sequence[str] = ("latest",),
+) -> Pushed:
+    """Snapshot ``rev`` of ``repo`` and store it as ``name``, moving ``tags`` (default:
+    ``latest``; ``toque submit`` moves none unless asked).
+
+    ValueError for a bad repository or revision; ``toque.data.errors.DataError`` from the
+    store. Also called by ``toque submit``.
+    """
+    from toque.data import store
 
     with tempfile.TemporaryDirectory(prefix="toque-code-") as tmp:
         root = pathlib.Path(tmp)
-        try:
-            commit = snapshot(args.repo, args.rev, list(args.paths), root)
-        except ValueError as error:
-            return _fail(str(error))
-        dirty = _git(args.repo, "status", "--porcelain", "--untracked-files=no", "--", *args.paths)
-        if args.rev == "HEAD" and dirty.stdout.strip():
-            print(
-                "toque code push: uncommitted changes are not in the snapshot; it holds "
-                f"commit {commit[:12]}",
-                file=sys.stderr,
-            )
-        try:
-            result = store.DataStore.from_env().push(
-                root, args.name, [manifest.DEFAULT_TAG, *args.tag]
-            )
-        except errors.DataError as error:
-            print(f"toque code push: {' '.join(str(error).split())}", file=sys.stderr)
-            return exitcodes.TRANSIENT if error.transient else exitcodes.PERMANENT
-    print(f"snapshot of git:{commit} ({len(result.manifest.files)} files)", file=sys.stderr)
-    print(result.ref)
+        commit = snapshot(repo, rev, list(paths), root)
+        dirty = _git(repo, "status", "--porcelain", "--untracked-files=no", "--", *paths)
+        result = store.DataStore.from_env().push(root, name, list(tags))
+    return Pushed(commit, result, rev == "HEAD" and bool(dirty.stdout.strip()))
+
+
+def _push(args: argparse.Namespace) -> int:
+    from toque.data import errors, manifest
+
+    try:
+        pushed = push(
+            args.repo, args.name, args.rev, args.paths, [manifest.DEFAULT_TAG, *args.tag]
+        )
+    except ValueError as error:
+        return _fail(str(error))
+    except errors.DataError as error:
+        print(f"toque code push: {' '.join(str(error).split())}", file=sys.stderr)
+        return exitcodes.TRANSIENT if error.transient else exitcodes.PERMANENT
+    if pushed.dirty:
+        print(
+            "toque code push: uncommitted changes are not in the snapshot; it holds "
+            f"commit {pushed.commit[:12]}",
+            file=sys.stderr,
+        )
+    files = len(pushed.result.manifest.files)
+    print(f"snapshot of git:{pushed.commit} ({files} files)", file=sys.stderr)
+    print(pushed.result.ref)
     return 0

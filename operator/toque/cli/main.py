@@ -9,9 +9,13 @@ from toque.cli import (
     code_cmd,
     data_cmd,
     drift_cmd,
+    init_cmd,
     operator_cmd,
+    reproduce_cmd,
     rollout_cmd,
     serve_cmd,
+    status_cmd,
+    submit_cmd,
     train_cmd,
 )
 
@@ -26,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.register(subs)
     rollout_cmd.register(subs)
     drift_cmd.register(subs)
+    init_cmd.register(subs)
+    submit_cmd.register(subs)
+    reproduce_cmd.register(subs)
+    status_cmd.register(subs)
     return parser
 
 

@@ -1,5 +1,5 @@
 """Process exit codes shared by every Toque entrypoint (``toque train``, ``toque serve``,
-``toque data``, ``toque promote|abort|rollback``).
+``toque data``, ``toque promote|abort|rollback``, ``toque submit``).
 
 The operator keys on them: a TrainingJob's ``podFailurePolicy`` fails the Job at once on
 ``PERMANENT`` and replaces the pod without counting it on ``TRANSIENT``; the ModelVersion
@@ -19,3 +19,8 @@ PERMANENT: Final = 3
 # A dependency (API server, MinIO, MLflow) stayed unreachable: try again later.
 # EX_TEMPFAIL from sysexits.h.
 TRANSIENT: Final = 75
+# ``toque submit`` and ``toque reproduce``: the run trained, but its evaluation gate failed.
+GATE_FAILED: Final = 4
+# ``toque submit``: it stopped following the run after ``--timeout`` (the run goes on); the
+# code ``timeout(1)`` exits with.
+TIMED_OUT: Final = 124

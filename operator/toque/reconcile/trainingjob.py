@@ -14,8 +14,9 @@ from typing import Any
 import pydantic
 
 from toque.api import conditions as cond
+from toque.api import schema, trainresult
 from toque.api import trainingjob as tj
-from toque.api import trainresult
+from toque.api import validators as v
 from toque.reconcile import gate, kubestatus
 from toque.resources import modelversion as mvs
 from toque.resources import names, pods
@@ -334,8 +335,35 @@ def _succeeded_message(pods: list[dict[str, Any]]) -> str | None:
     return None
 
 
+def pinned_image(image_id: object) -> str | None:
+    """``<repository>@sha256:…`` from a container status's ``imageID``, or None.
+
+    containerd reports the repository digest the image was pulled by
+    (``ghcr.io/acme/train@sha256:…``), Docker prefixes it with ``docker-pullable://``; a
+    bare ``sha256:…`` is a local image ID, which no registry can serve, so it pins nothing.
+    """
+    text = str(image_id or "").split("://", 1)[-1]
+    _, at, digest = text.rpartition("@")
+    if at and schema.matches(v.DIGEST_PATTERN, digest) and schema.matches(v.IMAGE_PATTERN, text):
+        return text
+    return None
+
+
+def _image_digest(pods: list[dict[str, Any]]) -> str | None:
+    """The pinned image of the trainer container that finished the run."""
+    for pod in pods:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            term = (cs.get("state") or {}).get("terminated") or {}
+            if cs.get("name") == jobs.CONTAINER_NAME and term.get("exitCode") == 0:
+                return pinned_image(cs.get("imageID"))
+    return None
+
+
 def _record_result(pods: list[dict[str, Any]], st: _Status) -> None:
-    """Copy the trainer's result (termination message) into status, once."""
+    """Copy the trainer's result (termination message) and its image into status, once."""
+    image = _image_digest(pods)
+    if image and st.status.image_digest is None:
+        st.status.image_digest = image
     if st.status.mlflow_run_id:
         return
     message = _succeeded_message(pods)
