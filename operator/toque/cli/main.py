@@ -11,6 +11,7 @@ from toque.cli import (
     drift_cmd,
     init_cmd,
     operator_cmd,
+    report_cmd,
     reproduce_cmd,
     rollout_cmd,
     serve_cmd,
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     init_cmd.register(subs)
     submit_cmd.register(subs)
     reproduce_cmd.register(subs)
+    report_cmd.register(subs)
     status_cmd.register(subs)
     return parser
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from toque.api import trainresult
 from toque.core import bins, digest, exitcodes, redact, retry, transient, trusted_types
-from toque.trainer import context, lineage, spec
+from toque.trainer import context, lineage, report_artifacts, spec
 
 LOG = logging.getLogger("toque.train")
 TRACEBACK_TAIL = 3000
@@ -218,6 +218,8 @@ def train(entrypoint: str) -> Outcome:
         "toque.entrypoint": entrypoint,
         "toque.code_revision": revision or "",
         "toque.code": code.pinned if code else "",
+        # The registered model the run is for: `toque report run:ID` finds its champion by it.
+        **({"toque.model": run.model.name} if run.model else {}),
         **{f"toque.dataset.{alias}": d.pinned for alias, d in datasets.items()},
     }
     tags = {key: redact.redact_url(value) for key, value in tags.items()}
@@ -247,6 +249,7 @@ def train(entrypoint: str) -> Outcome:
         if model_digest:
             client.set_tag(run_id, "toque.model_digest", model_digest)
         _log_feature_bins(client, run_id, result, workdir)
+        _log_report_artifacts(client, run_id, result, workdir)
         status = "FINISHED"
     finally:
         mlflow.end_run(status=status)
@@ -320,6 +323,25 @@ def _log_feature_bins(
             LOG.warning("no feature bins: %s", redact.redact(str(error)))
             return
     client.log_artifact(run_id, str(path), bins.ARTIFACT_DIR)
+
+
+def _log_report_artifacts(
+    client: Any, run_id: str, result: context.Result, workdir: pathlib.Path
+) -> None:
+    """The validation predictions and feature importance ``toque report`` plots.
+
+    Non-fatal like the bins: a report without its plots is no reason to fail a run.
+    """
+    features = _features(result)
+    if result.model is None or features is None or result.validation is None:
+        return
+    label = result.label_column
+    labels = result.validation[label] if label and label in result.validation else None
+    for path in report_artifacts.write(result.model, features, labels, workdir / "toque-report"):
+        try:
+            client.log_artifact(run_id, str(path), report_artifacts.ARTIFACT_DIR)
+        except Exception as error:
+            LOG.warning("could not log %s: %s", path.name, redact.redact(str(error)))
 
 
 def _write_profile(
