@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -197,12 +198,40 @@ def test_count_names_the_profile_columns_the_current_frame_lacks() -> None:
         current.count(built, _reference().drop(columns=["normal", "color"]))
 
 
-def test_current_counts_add_merges_rows_buckets_and_missing() -> None:
+def test_current_counts_add_merges_rows_buckets_missing_and_fine_grids() -> None:
     built = profile.build_profile(_reference())
     whole = current.count(built, _reference(seed=5))
     first = current.count(built, _reference(seed=5).iloc[:1000])
     rest = current.count(built, _reference(seed=5).iloc[1000:])
-    assert first.add(rest) == whole
+    merged = first.add(rest)
+    assert merged.rows == whole.rows
+    for name, expected in whole.features.items():
+        found = merged.features[name]
+        assert (found.counts, found.missing, found.fine) == (
+            expected.counts,
+            expected.missing,
+            expected.fine,
+        )
+        assert (found.minimum, found.maximum) == (expected.minimum, expected.maximum)
+        if expected.sums is None:
+            assert found.sums is None
+        else:
+            assert found.sums == pytest.approx(expected.sums, rel=1e-12, abs=1e-9)
+    assert whole.features["normal"].fine is not None  # numeric: counted on the fine grid
+    assert whole.features["color"].fine is None  # categorical: no fine grid
+
+
+def test_merging_counts_without_a_fine_grid_drops_it_and_an_empty_count_keeps_it() -> None:
+    built = profile.build_profile(_reference())
+    counted = current.count(built, _reference(seed=5)).features["normal"]
+    coarse = types.FeatureCounts(list(counted.counts), counted.missing)
+    mixed = types.CurrentCounts(1, {"normal": coarse}).add(
+        types.CurrentCounts(1, {"normal": counted})
+    )
+    assert mixed.features["normal"].fine is None and mixed.features["normal"].sums is None
+    kept = current.empty(built).add(current.count(built, _reference(seed=5)))
+    assert kept.features["normal"].fine == counted.fine
+    assert kept.features["normal"].minimum == counted.minimum
 
 
 def test_counting_the_reference_again_gives_the_profile_counts() -> None:
@@ -211,4 +240,113 @@ def test_counting_the_reference_again_gives_the_profile_counts() -> None:
     built = profile.build_profile(frame, top_k=2)
     counted = current.count(built, frame)
     for name, feature in built.features.items():
-        assert counted.features[name] == types.FeatureCounts(feature.counts, feature.missing)
+        found = counted.features[name]
+        assert (found.counts, found.missing) == (feature.counts, feature.missing)
+        if feature.fine_counts:
+            assert found.fine == feature.fine_counts
+
+
+# -- fine grids (raw-rows checks) ----------------------------------------------------------------
+
+
+def test_serving_edges_are_numpy_linear_quantiles_bit_for_bit() -> None:
+    values = np.random.default_rng(7).lognormal(size=12_345)
+    feature = profile.build_profile(pd.DataFrame({"x": values}), bins=20).features["x"]
+    inner = np.quantile(values, np.arange(1, 20) / 20)
+    expected = np.unique(np.concatenate([[values.min()], inner, [values.max()]]))
+    assert feature.edges == expected.tolist()
+
+
+def test_the_fine_grid_holds_the_serving_edges_and_the_exact_reference_cdf() -> None:
+    values = np.random.default_rng(8).normal(size=20_000)
+    feature = profile.build_profile(pd.DataFrame({"x": values})).features["x"]
+    fine = np.asarray(feature.fine_edges)
+    assert 100 <= fine.size <= 101 and set(feature.edges) <= set(feature.fine_edges)
+    assert fine[0] == values.min() and fine[-1] == values.max()
+    cdf = np.cumsum(feature.fine_counts)[:-1] / values.size
+    assert cdf.tolist() == [np.count_nonzero(values <= e) / values.size for e in fine]
+    inner = np.asarray(feature.fine_means[1:-1])
+    assert np.all((inner >= fine[:-1]) & (inner <= fine[1:]))
+    truth = [values[(values > a) & (values <= b)].mean() for a, b in itertools.pairwise(fine)]
+    # means kept to 1/10,000 of their bucket's width
+    assert np.all(np.abs(inner - truth) <= np.diff(fine) * 0.5e-4 + 1e-12)
+
+
+def test_ties_collapse_fine_quantiles_and_few_values_are_their_own_fine_edges() -> None:
+    tied = np.concatenate([np.zeros(5000), np.random.default_rng(9).exponential(size=5000)])
+    feature = profile.build_profile(pd.DataFrame({"x": tied})).features["x"]
+    assert feature.fine_edges == sorted(set(feature.fine_edges))
+    assert feature.fine_edges[0] == 0.0 and feature.fine_counts[0] == 5000
+    assert len(feature.fine_edges) < 60  # half the quantiles tied at 0
+    few = profile.build_profile(pd.DataFrame({"x": np.arange(10_000) % 37})).features["x"]
+    assert few.fine_edges == [float(v) for v in range(37)]
+    assert few.fine_means[1:-1] == few.fine_edges[1:]  # each value sits on its edge
+
+
+def test_a_column_with_infinite_values_has_no_fine_grid_but_keeps_its_buckets() -> None:
+    values = np.append(np.random.default_rng(10).normal(size=999), np.inf)
+    feature = profile.build_profile(pd.DataFrame({"x": values})).features["x"]
+    assert feature.fine_edges == [] and feature.counts[-1] == 1
+    counted = current.count_feature(feature, pd.Series(values))
+    assert counted.counts == feature.counts and counted.fine is None
+
+
+def test_infinite_current_values_fall_back_to_the_serving_buckets() -> None:
+    built = profile.build_profile(pd.DataFrame({"x": np.arange(1000.0)}))
+    counted = current.count_feature(built.features["x"], pd.Series([1.0, np.inf, np.nan]))
+    assert counted.counts[-1] == 1 and counted.missing == 1
+    assert counted.fine is None and counted.sums is None
+
+
+def test_current_fine_counts_sums_and_range_come_from_the_rows() -> None:
+    built = profile.build_profile(pd.DataFrame({"x": np.arange(1000.0)}))
+    feature = built.features["x"]
+    values = pd.Series([-5.0, 0.0, 0.5, 10.0, 10.0, 2000.0, np.nan])
+    found = current.count_feature(feature, values)
+    assert found.fine is not None and found.sums is not None
+    codes = np.searchsorted(feature.fine_edges, values.dropna(), side="left")
+    assert found.fine == np.bincount(codes, minlength=len(feature.fine_edges) + 1).tolist()
+    sums = np.bincount(codes, weights=values.dropna(), minlength=len(feature.fine_edges) + 1)
+    assert found.sums == sums.tolist()
+    assert (found.minimum, found.maximum, found.missing) == (-5.0, 2000.0, 1)
+
+
+def test_a_large_reference_calibrates_on_a_sample_and_records_its_chunk_size() -> None:
+    frame = pd.DataFrame({"x": np.random.default_rng(11).normal(size=250_000), "y": 1.0})
+    frame["y"] = frame["x"] * 0.5 + np.random.default_rng(12).normal(size=250_000)
+    built = profile.build_profile(frame, chunks=10)
+    feature = built.features["x"]
+    assert feature.chunk_rows == profile.CALIBRATION_ROWS // 10
+    assert len(feature.calibration["wasserstein"]) == 10
+    assert built.multivariate is not None and built.multivariate["chunk_rows"] == 10_000
+    assert sum(feature.counts) == 250_000  # the buckets still count every row
+
+
+def test_a_profile_written_before_fine_grids_reads_and_checks_on_the_serving_buckets() -> None:
+    frame = _reference()
+    built = profile.build_profile(frame)
+    document = json.loads(profile.to_json(built))
+    for spec in document["features"].values():
+        for key in ("fine_edges", "fine_counts", "fine_offsets"):
+            spec.pop(key, None)
+    old = profile.from_json(json.dumps(document))
+    assert old.features["normal"].fine_edges == []
+    counted = current.count(old, _reference(seed=5))
+    assert counted.features["normal"].fine is None
+    assert old.features["normal"].edges == built.features["normal"].edges
+
+
+def test_a_fine_grid_missing_a_serving_edge_is_refused_as_damaged() -> None:
+    document = json.loads(profile.to_json(profile.build_profile(_reference())))
+    spec = document["features"]["normal"]
+    spec["fine_edges"] = [e for e in spec["fine_edges"] if e != spec["edges"][3]]
+    spec["fine_counts"], spec["fine_offsets"] = spec["fine_counts"][1:], spec["fine_offsets"][1:]
+    with pytest.raises(types.ProfileError, match="does not hold its edges"):
+        profile.from_json(json.dumps(document))
+
+
+def test_profile_json_keeps_each_list_of_numbers_on_one_line() -> None:
+    text = profile.to_json(profile.build_profile(_reference())).decode()
+    edges = json.loads(text)["features"]["normal"]["fine_edges"]
+    assert '"fine_edges": ' + json.dumps(edges, separators=(",", ":")) in text
+    assert '"categories": [\n' in text  # strings keep one per line

@@ -199,6 +199,66 @@ def test_wasserstein_rejects_bad_edges_std_or_tail_means(
         drift_stats.wasserstein([1, 2, 3], [3, 2, 1], edges, std, tail_means=tails)
 
 
+def _means(values: npt.ArrayLike, edges: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """The mean of each ``le`` bucket's values (0 where a bucket is empty)."""
+    values = np.asarray(values, dtype=np.float64)
+    index = np.searchsorted(np.asarray(edges), values, side="left")
+    buckets = len(np.asarray(edges)) + 1
+    sums = np.bincount(index, weights=values, minlength=buckets)
+    counts = np.bincount(index, minlength=buckets)
+    return np.asarray(sums / np.maximum(counts, 1), dtype=np.float64)
+
+
+@pytest.mark.parametrize("shift", [0.3, 4.0, -4.0])
+def test_wasserstein_bucket_means_equal_scipy_when_the_gap_keeps_its_sign(shift: float) -> None:
+    # current = reference shifted: F_cur stays on one side of F_ref, so every bucket's
+    # integral is exact; a shift of 4 std puts most current rows beyond the reference's range
+    ref = np.random.default_rng(20).gamma(2.0, size=5000)
+    cur = ref + shift * ref.std()
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, 41)))
+    distance = drift_stats.wasserstein(
+        _buckets(ref, edges),
+        _buckets(cur, edges),
+        edges,
+        float(ref.std()),
+        bucket_means=(_means(ref, edges), _means(cur, edges)),
+    )
+    expected = stats.wasserstein_distance(ref, cur) / ref.std()
+    assert distance == pytest.approx(expected, rel=1e-9)
+    assert distance == pytest.approx(abs(shift), rel=1e-9)
+
+
+def test_wasserstein_bucket_means_where_the_cdfs_cross_inside_a_bucket() -> None:
+    # reference: 0.3 at 0, 0.2 uniform on (0, 1], 0.5 at 2; current: 0.8 uniform on (0, 1],
+    # 0.2 at 2. The gap falls linearly from 0.3 to -0.3 across (0, 1] (two triangles, 0.15),
+    # then stays at -0.3 up to 2 (0.3): W1 = 0.45
+    means = ([0.0, 0.5, 2.0, 0.0], [0.0, 0.5, 2.0, 0.0])
+    distance = drift_stats.wasserstein(
+        [3, 2, 5, 0], [0, 8, 2, 0], [0.0, 1.0, 2.0], 1.0, bucket_means=means
+    )
+    assert distance == pytest.approx(0.45, rel=1e-12)
+
+
+def test_wasserstein_bucket_means_must_be_one_finite_value_per_bucket() -> None:
+    with pytest.raises(ValueError, match="one per bucket"):
+        drift_stats.wasserstein([1, 2, 3], [3, 2, 1], [1.0, 2.0], 1.0, bucket_means=([1.0], [1.0]))
+    with pytest.raises(ValueError, match="finite"):
+        drift_stats.wasserstein(
+            [1, 2, 3], [3, 2, 1], [1.0, 2.0], 1.0, bucket_means=([1, 1.5, 2], [1, np.inf, 2])
+        )
+
+
+def test_ks_current_range_finds_the_gap_where_the_current_values_start() -> None:
+    # reference uniform on (0, 3]; current uniform on [1.5, 2] and (2, 3]: the largest gap is
+    # just below 1.5 (F_ref 0.5, F_cur 0), between the edges
+    ref, cur, edges = [0, 10, 10, 10, 0], [0, 0, 10, 20, 0], [0.0, 1.0, 2.0, 3.0]
+    edge_only, _ = drift_stats.ks(ref, cur)
+    statistic, p_value = drift_stats.ks(ref, cur, edges=edges, current_range=(1.5, 3.0))
+    assert edge_only == pytest.approx(1 / 3)
+    assert statistic == pytest.approx(0.5)
+    assert p_value < drift_stats.ks(ref, cur)[1]
+
+
 # -- chi2 --------------------------------------------------------------------------------------
 
 

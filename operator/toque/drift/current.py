@@ -3,17 +3,22 @@
 ``count(profile, frame)`` turns a current frame (the rows the model server sampled, a file,
 a dataset) into ``CurrentCounts``; ``profile.build_profile`` uses the same bucket functions
 on the reference, so reference and current rows land in the same buckets by construction.
-Numeric columns: one ``np.searchsorted(edges, values, side="left")`` each (Prometheus
-``le``: a value equal to an edge belongs to the bucket that edge closes), then
-``np.bincount``. Categorical columns: ``pd.factorize`` and a lookup of the distinct values
-(never of the rows) in the profile's category index; values the profile does not name go to
-``__other__``. Missing values (None, NaN, NaT, pd.NA) are counted apart. No Python loop
-touches rows.
+Numeric columns: the values are sorted once (``np.sort``: a few milliseconds for a million
+values, several times faster than a binary search per row), then one
+``np.searchsorted(sorted_values, edges, side="right")`` gives the rows <= each edge —
+Prometheus ``le``: a value equal to an edge belongs to the bucket that edge closes — and
+``np.add.reduceat`` the sum of each bucket's values. A profile with a fine grid
+(``FeatureProfile.fine_edges``, a superset of the serving edges) gets its fine counts and
+per-bucket sums counted (the exact-W1 path of ``stats.wasserstein``), and the serving
+buckets are derived from them; NaN sorts last and is counted as missing. Categorical
+columns: ``value_counts`` and a lookup of the distinct values (never of the rows) in the
+profile's category index; values the profile does not name go to ``__other__``. Missing
+values (None, NaN, NaT, pd.NA) are counted apart. No Python loop touches rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
 from typing import Any
 
 import numpy as np
@@ -23,6 +28,7 @@ import pandas as pd
 from toque.drift import types
 
 Codes = npt.NDArray[np.intp]
+Ints = npt.NDArray[np.int64]
 _NUMERIC_KINDS = frozenset("iuf")  # as ``toque.core.bins``: bool, strings, dates are categorical
 
 
@@ -41,15 +47,50 @@ def as_float(column: Any) -> npt.NDArray[np.float64]:
     return np.asarray(series.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
 
 
-def numeric_codes(values: npt.NDArray[np.float64], edges: Sequence[float]) -> Codes:
-    """Bucket of each value (``le`` semantics); missing values get ``len(edges) + 1``."""
+def ordered(values: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64], int]:
+    """``(sorted values, non-missing count)``: NaN sorts last, so ``[:count]`` are values."""
+    ascending = np.sort(values)
+    return ascending, int(np.searchsorted(ascending, np.inf, side="right"))
+
+
+def below(ascending: npt.NDArray[np.float64], valid: int, edges: Any) -> Ints:
+    """Rows <= each edge of the sorted values (``ordered``'s result)."""
     bounds = np.asarray(edges, dtype=np.float64)
-    codes = np.searchsorted(bounds, values, side="left")
-    # NaN sorts after everything, so searchsorted put it in the overflow bucket: move it.
-    missing = np.isnan(values)
-    if missing.any():
-        codes[missing] = bounds.size + 1
-    return codes
+    return np.asarray(np.searchsorted(ascending[:valid], bounds, side="right"), dtype=np.int64)
+
+
+def bucket_counts(cumulative: Ints, valid: int) -> Ints:
+    """Rows per ``le`` bucket from ``below``'s cumulative counts: ``len(edges) + 1``."""
+    return np.diff(cumulative, prepend=0, append=valid)
+
+
+def bucket_sums(
+    ascending: npt.NDArray[np.float64], valid: int, cumulative: Ints
+) -> npt.NDArray[np.float64] | None:
+    """The sum of each bucket's values; None when a value is infinite (no finite sum)."""
+    counts = bucket_counts(cumulative, valid)
+    sums = np.zeros(counts.size)
+    if not valid:
+        return sums
+    if not (math.isfinite(ascending[0]) and math.isfinite(ascending[valid - 1])):
+        return None
+    # reduceat over the non-empty buckets only: their starts rise strictly and stay below
+    # ``valid``, so each segment is exactly one bucket's rows (no copy of the values).
+    filled = counts > 0
+    starts = np.concatenate([[0], cumulative])[filled]
+    sums[filled] = np.add.reduceat(ascending[:valid], starts)
+    return sums
+
+
+def positions(fine_edges: Any, edges: Any) -> Ints | None:
+    """Index of each serving edge in the fine grid; None when one is missing (a damaged
+    profile: its fine grid is then ignored)."""
+    fine = np.asarray(fine_edges, dtype=np.float64)
+    wanted = np.asarray(edges, dtype=np.float64)
+    found = np.searchsorted(fine, wanted).astype(np.int64)
+    if np.any(found >= fine.size) or not np.array_equal(fine[found], wanted):
+        return None
+    return found
 
 
 def labels(column: Any) -> tuple[Codes, pd.Index]:
@@ -65,34 +106,41 @@ def labels(column: Any) -> tuple[Codes, pd.Index]:
     return lookup[codes], pd.Index(distinct)
 
 
-def categorical_codes(column: Any, categories: Sequence[str]) -> Codes:
-    """Index of each row's value in ``categories``; ``len(categories)`` for any other value
-    (``__other__``), ``len(categories) + 1`` for a missing one."""
-    codes, names = labels(column)
-    k = len(categories)
-    mapping = pd.Index(list(categories), dtype=object).get_indexer(names.astype(object))
-    mapping = np.where(mapping < 0, k, mapping)
-    mapping = np.append(mapping, k + 1)  # code -1 (missing) picks the last entry
-    return np.asarray(mapping[codes], dtype=np.intp)
-
-
-def feature_codes(feature: types.FeatureProfile, column: Any) -> Codes:
-    """The bucket codes of one column for one profile feature (missing: the last code)."""
-    if feature.kind == "numeric":
-        return numeric_codes(as_float(column), feature.edges)
-    return categorical_codes(column, feature.categories)
-
-
 def tally(codes: Codes, buckets: int) -> types.FeatureCounts:
-    """Counts per bucket of codes from ``feature_codes`` (``buckets`` = len(counts))."""
+    """Counts per bucket of bucket codes, the last code missing (``buckets`` = len(counts))."""
     found = np.bincount(codes, minlength=buckets + 1)
     return types.FeatureCounts([int(n) for n in found[:buckets]], int(found[buckets]))
+
+
+def count_numeric(feature: types.FeatureProfile, values: Any) -> types.FeatureCounts:
+    """Float values (NaN: missing) counted in a numeric feature's buckets, and in its fine
+    grid with per-bucket sums when it has one."""
+    ascending, valid = ordered(np.asarray(values, dtype=np.float64))
+    missing = int(ascending.size - valid)
+    at = positions(feature.fine_edges, feature.edges) if feature.fine_edges else None
+    if at is None:
+        coarse = bucket_counts(below(ascending, valid, feature.edges), valid)
+        return types.FeatureCounts([int(n) for n in coarse], missing)
+    cumulative = below(ascending, valid, feature.fine_edges)
+    coarse = bucket_counts(cumulative[at], valid)
+    sums = bucket_sums(ascending, valid, cumulative)
+    if sums is None:  # an infinite value: no finite sums, the serving buckets only
+        return types.FeatureCounts([int(n) for n in coarse], missing)
+    fine = bucket_counts(cumulative, valid)
+    return types.FeatureCounts(
+        [int(n) for n in coarse],
+        missing,
+        [int(n) for n in fine],
+        [float(v) for v in sums],
+        float(ascending[0]) if valid else None,
+        float(ascending[valid - 1]) if valid else None,
+    )
 
 
 def count_feature(feature: types.FeatureProfile, column: Any) -> types.FeatureCounts:
     """One column counted in one feature's buckets."""
     if feature.kind == "numeric":
-        return tally(feature_codes(feature, column), len(feature.counts))
+        return count_numeric(feature, as_float(column))
     # Counts only, no per-row codes: value_counts is twice as fast as factorize.
     series = column if isinstance(column, pd.Series) else pd.Series(column)
     found = series.value_counts(dropna=False, sort=False)

@@ -10,9 +10,10 @@ current frame is passed) computes the current rows' mean error and flags drift a
 chunks' mean + 3 std; the std is widened by √(chunk rows / current rows) for a current
 window smaller than a chunk, as the mean error of fewer rows varies more. Missing and
 infinite values count as the reference mean (0 once standardised). Both sides use at most
-``MAX_ROWS`` rows, every k-th one: the mean error of 100,000 rows is already precise to a
-fraction of its std, and a million rows would cost seconds of memory traffic. Pure numpy:
-an eigen-decomposition of the d x d correlation matrix, no row loop.
+about ``MAX_ROWS`` rows — the reference the profile's seeded calibration sample, the
+current every k-th row —: the mean error of 100,000 rows is already precise to a fraction
+of its std, and a million rows would cost seconds of memory traffic. Pure numpy: an
+eigen-decomposition of the d x d correlation matrix, no row loop.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ def _step(rows: int) -> int:
 
 
 def _standardised(
-    frame: Any, columns: list[str], mean: Any, scale: Any, step: int
+    frame: Any, columns: list[str], mean: Any, scale: Any, take: slice | npt.NDArray[np.intp]
 ) -> npt.NDArray[np.float64]:
-    matrix = np.column_stack([current.as_float(frame[name])[::step] for name in columns])
+    matrix = np.column_stack([current.as_float(frame[name])[take] for name in columns])
     matrix = (matrix - np.asarray(mean)) / np.asarray(scale)
     matrix[~np.isfinite(matrix)] = 0.0
     return np.asarray(matrix, dtype=np.float64)
@@ -52,22 +53,22 @@ def _errors(matrix: npt.NDArray[np.float64], components: Any) -> npt.NDArray[np.
 def fit(
     frame: Any,
     features: dict[str, types.FeatureProfile],
+    rows: npt.NDArray[np.intp] | None,
     chunk_of: npt.NDArray[np.intp] | None,
     chunks: int,
 ) -> dict[str, Any] | None:
-    """The PCA model of the reference, or None: fewer than two varying numeric features,
+    """The PCA model of the reference rows at positions ``rows`` (the calibration sample;
+    ``chunk_of``: each one's chunk), or None: fewer than two varying numeric features,
     features so independent that 65 % of the variance needs all of them, or a reference
-    too small to cut into calibration chunks."""
+    too small to cut into calibration chunks (``rows`` None)."""
     columns = [
         name for name, f in features.items() if f.kind == "numeric" and f.mean is not None and f.std
     ]
-    if len(columns) < 2 or chunk_of is None:
+    if len(columns) < 2 or rows is None or chunk_of is None:
         return None
     mean = [features[name].mean for name in columns]
     scale = [features[name].std for name in columns]
-    step = _step(len(frame))
-    matrix = _standardised(frame, columns, mean, scale, step)
-    chunk_of = chunk_of[::step]
+    matrix = _standardised(frame, columns, mean, scale, rows)
     values, vectors = np.linalg.eigh(matrix.T @ matrix / len(matrix))
     order = np.argsort(values)[::-1]
     values, vectors = np.clip(values[order], 0.0, None), vectors[:, order]
@@ -98,7 +99,8 @@ def score(model: dict[str, Any], frame: Any) -> types.MultivariateResult | None:
     columns = [str(c) for c in model["columns"]]
     if not len(frame) or any(name not in frame.columns for name in columns):
         return None
-    matrix = _standardised(frame, columns, model["mean"], model["scale"], _step(len(frame)))
+    take = slice(None, None, _step(len(frame)))
+    matrix = _standardised(frame, columns, model["mean"], model["scale"], take)
     error = float(_errors(matrix, model["components"]).mean())
     widen = math.sqrt(max(1.0, model["chunk_rows"] / len(matrix)))
     threshold = model["error_mean"] + SIGMAS * model["error_std"] * widen

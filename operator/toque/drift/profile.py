@@ -17,8 +17,26 @@ quantiles (numpy's linear method) and the maximum, deduplicated — the layout o
 ``toque.core.bins``, so the model server's histograms use the same buckets. Categorical
 buckets: the ``top_k`` most frequent values (as strings) and ``__other__``.
 
+Fine grid (numeric columns without infinite values), for checks on raw rows: the reference
+quantiles at multiples of 1/100 (every distinct value when there are at most 100), with the
+serving edges added so each serving bucket is a union of fine ones; the reference rows per
+fine bucket (the exact reference CDF at each fine edge) and each fine bucket's mean.
+``current.count`` counts current rows into the same grid with per-bucket sums, and
+``stats.wasserstein``/``stats.ks`` score them within a few thousandths of scipy on the rows;
+the 20 serving buckets alone (the continuous monitor's histograms) bias a shift's
+Wasserstein distance by up to half. Each column is sorted once: the bucket counts are
+``searchsorted`` differences of the sorted values, the quantiles are read off them.
+
+Calibration (``auto`` thresholds, ``multivariate``): ``chunks`` chunks of a seeded sample of
+at most ``CALIBRATION_ROWS`` rows (``chunk_rows`` records the chunk size used; ``check``
+widens a threshold for windows smaller than a chunk).
+
 ``to_json``/``from_json``: ``{"format": 1, "features": {...}, "profile": 1, ...}``, which
-``toque.core.bins.parse`` reads as a bins document.
+``toque.core.bins.parse`` reads as a bins document (it ignores the fine-grid keys
+``fine_edges``, ``fine_counts`` and ``fine_offsets``: each fine mean as its place in the
+bucket, 0 at the lower edge, 1 at the upper, to 4 decimals). A profile written before fine
+grids has none of them and is checked on its serving buckets. Lists of numbers are written
+one per line, not one number per line.
 """
 
 from __future__ import annotations
@@ -26,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,11 +58,19 @@ from toque.drift import check, current, multivariate, types
 PROFILE_VERSION = 1
 DISTINCT_LIMIT = 1000  # distinct values are counted exactly up to here
 CALIBRATION_SEED = 0
+CALIBRATION_ROWS = 100_000  # at most this many reference rows are cut into chunks
 # Chunks smaller than this say more about sampling noise than about the data.
 MIN_CHUNK_ROWS = 50
+FINE_BINS = 100  # buckets of the fine grid (numeric features, raw-rows checks)
+MEAN_DECIMALS = 4  # fine bucket means, as a fraction of the bucket's width
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
 ProfileError = types.ProfileError
 # Dates and durations are not profiled: every new date would be an unseen category.
 _DATES = frozenset("mM")
+# A JSON list of numbers (no strings, no nested lists) and the whitespace inside one.
+_NUMBER_LIST = re.compile(r"\[[-+.0-9eE,\s]*(?:(?:null|true|false)[-+.0-9eE,\s]*)*\]")
+_SPACE = re.compile(r"\s+")
 
 
 def build_profile(
@@ -68,12 +95,12 @@ def build_profile(
     if bins < 1 or top_k < 1 or chunks < 1:
         raise types.InputError("bins, top_k and chunks must be at least 1")
     rows = len(frame)
-    chunk_of = _chunk_ids(rows, chunks)
+    sample = _sample(rows, chunks)
     features: dict[str, types.FeatureProfile] = {}
     for name in frame.columns:
         if getattr(frame[name].dtype, "kind", "O") in _DATES:
             continue
-        features[str(name)] = _feature(str(name), frame[name], bins, top_k, chunk_of, chunks)
+        features[str(name)] = _feature(str(name), frame[name], bins, top_k, sample)
     prediction = None
     # A multi-output model has no one output distribution: no output profile.
     if predictions is not None and np.ndim(predictions) == 1:
@@ -82,7 +109,7 @@ def build_profile(
             raise types.InputError(f"{len(values)} predictions for {rows} rows")
         if classes is not None or proba is not None:
             values = values.astype(object)  # class labels are categories, even 0/1
-        prediction = _feature("prediction", values, bins, top_k, chunk_of, chunks)
+        prediction = _feature("prediction", values, bins, top_k, sample)
     performance = None
     if proba is not None and labels is not None:
         performance = _performance(proba, labels, classes)
@@ -91,77 +118,128 @@ def build_profile(
         rows=rows,
         prediction=prediction,
         performance=performance,
-        multivariate=multivariate.fit(frame, features, chunk_of, chunks),
+        multivariate=multivariate.fit(
+            frame,
+            features,
+            None if sample is None else sample.rows,
+            None if sample is None else sample.chunk_of,
+            chunks,
+        ),
         source=source,
     )
 
 
-def _chunk_ids(rows: int, chunks: int) -> npt.NDArray[np.intp] | None:
-    """Each row's calibration chunk: a seeded shuffle cut in ``chunks`` equal parts, so a
-    reference sorted by time or by a feature still gives chunks drawn from the whole."""
+@dataclasses.dataclass(frozen=True)
+class _Sample:
+    """The calibration rows: ``chunks`` chunks of ``size`` rows, drawn by a seeded shuffle
+    (so a reference sorted by time or by a feature still gives chunks drawn from the
+    whole); ``rows`` are frame positions, chunk after chunk."""
+
+    rows: npt.NDArray[np.intp]
+    chunks: int
+    size: int
+
+    @property
+    def chunk_of(self) -> npt.NDArray[np.intp]:
+        return np.repeat(np.arange(self.chunks, dtype=np.intp), self.size)
+
+
+def _sample(rows: int, chunks: int) -> _Sample | None:
+    """At most ``CALIBRATION_ROWS`` rows: chunks of 10,000 rows already show the noise an
+    ``auto`` threshold is made of, and a million rows would cost a pass per column."""
     if chunks < 2 or rows < chunks * MIN_CHUNK_ROWS:
         return None
-    order = np.random.default_rng(CALIBRATION_SEED).permutation(rows)
-    chunk_of = np.empty(rows, dtype=np.intp)
-    chunk_of[order] = np.arange(rows, dtype=np.intp) * chunks // rows
-    return chunk_of
+    rng = np.random.default_rng(CALIBRATION_SEED)
+    size = min(rows, CALIBRATION_ROWS) // chunks
+    if rows <= CALIBRATION_ROWS:
+        picked = rng.permutation(rows)[: chunks * size]
+    else:
+        picked = rng.choice(rows, size=chunks * size, replace=False)
+    # Row order inside a chunk does not matter; ascending positions make the gathers of
+    # every column sequential reads.
+    ordered = np.sort(picked.reshape(chunks, size), axis=1).reshape(-1)
+    return _Sample(np.asarray(ordered, dtype=np.intp), chunks, size)
 
 
 def _feature(
-    name: str,
-    column: Any,
-    bins: int,
-    top_k: int,
-    chunk_of: npt.NDArray[np.intp] | None,
-    chunks: int,
+    name: str, column: Any, bins: int, top_k: int, sample: _Sample | None
 ) -> types.FeatureProfile:
-    rows = len(column)
     if current.is_numeric(column):
         values = current.as_float(column)
-        ordered = np.sort(values[~np.isnan(values)])  # NaN out; +-inf stay (they are values)
-        finite = ordered[np.isfinite(ordered)]
-        distinct = int(np.count_nonzero(np.diff(ordered)) + 1) if ordered.size else 0
-        edges = _edges(finite, distinct, bins)
-        codes = current.numeric_codes(values, edges)
-        feature = types.FeatureProfile(
-            name=name,
-            kind="numeric",
-            rows=rows,
-            missing=0,
-            counts=[],
-            edges=edges,
-            binary=distinct <= 2,
-            mean=_finite(finite.mean()) if finite.size else None,
-            std=_finite(finite.std()) if finite.size else None,
-            minimum=_finite(finite[0]) if finite.size else None,
-            maximum=_finite(finite[-1]) if finite.size else None,
-            distinct=min(distinct, DISTINCT_LIMIT),
+        feature = _numeric(name, values, bins)
+        chunk_counts = (
+            [current.count_numeric(feature, part) for part in _parts(values, sample)]
+            if sample is not None
+            else []
         )
     else:
-        raw, names = current.labels(column)
-        per_label = np.bincount(raw[raw >= 0], minlength=len(names))
-        order = np.argsort(-per_label, kind="stable")  # most frequent first, ties by first seen
-        categories = [str(names[i]) for i in order[:top_k]]
-        codes = current.categorical_codes(column, categories)
-        feature = types.FeatureProfile(
-            name=name,
-            kind="categorical",
-            rows=rows,
-            missing=0,
-            counts=[],
-            categories=categories,
-            binary=len(names) <= 2,
-            distinct=min(len(names), DISTINCT_LIMIT),
-        )
-    found = current.tally(codes, len(feature.edges or feature.categories) + 1)
-    feature = dataclasses.replace(feature, missing=found.missing, counts=found.counts)
-    if chunk_of is None or not sum(found.counts):
+        feature, codes = _categorical(name, column, top_k, sample)
+        chunk_counts = [current.tally(part, len(feature.counts)) for part in codes]
+    if sample is None or not sum(feature.counts):
+        return feature
+    return dataclasses.replace(
+        feature, calibration=_calibrate(feature, chunk_counts), chunk_rows=sample.size
+    )
+
+
+def _parts(values: npt.NDArray[np.float64], sample: _Sample) -> list[npt.NDArray[np.float64]]:
+    return list(values[sample.rows].reshape(sample.chunks, sample.size))
+
+
+def _numeric(name: str, values: npt.NDArray[np.float64], bins: int) -> types.FeatureProfile:
+    """Buckets, counts and summary of a numeric column, from its values sorted once (the
+    bucket counts are ``searchsorted`` differences of the sorted values, no row lookup)."""
+    ascending, valid = current.ordered(values)  # NaN last; +-inf stay (they are values)
+    present = ascending[:valid]
+    changes = present[1:] != present[:-1]
+    distinct = int(np.count_nonzero(changes) + 1) if valid else 0
+    infinite = bool(valid) and not (math.isfinite(present[0]) and math.isfinite(present[-1]))
+    finite = present[np.isfinite(present)] if infinite else present
+    edges = _edges(finite, distinct, bins)
+    counts = current.bucket_counts(current.below(ascending, valid, edges), valid)
+    feature = types.FeatureProfile(
+        name=name,
+        kind="numeric",
+        rows=int(values.size),
+        missing=int(values.size - valid),
+        counts=[int(n) for n in counts],
+        edges=edges,
+        binary=distinct <= 2,
+        mean=_finite(finite.mean()) if finite.size else None,
+        std=_finite(finite.std()) if finite.size else None,
+        minimum=_finite(finite[0]) if finite.size else None,
+        maximum=_finite(finite[-1]) if finite.size else None,
+        distinct=min(distinct, DISTINCT_LIMIT),
+    )
+    if infinite or not finite.size:
+        return feature  # infinite values have no finite bucket means: no fine grid
+    unique = present[np.concatenate([[True], changes])] if distinct <= FINE_BINS else None
+    fine_edges = _fine_edges(finite, unique, bins, edges)
+    cumulative = current.below(ascending, valid, fine_edges)
+    fine_counts = current.bucket_counts(cumulative, valid)
+    sums = current.bucket_sums(ascending, valid, cumulative)
+    if sums is None:  # cannot happen: every value is finite here
         return feature
     return dataclasses.replace(
         feature,
-        calibration=_calibrate(feature, codes, chunk_of, chunks),
-        chunk_rows=rows // chunks,
+        fine_edges=[float(e) for e in fine_edges],
+        fine_counts=[int(n) for n in fine_counts],
+        fine_means=_fine_means(fine_edges, fine_counts, sums),
     )
+
+
+def _quantiles(ordered: npt.NDArray[np.float64], qs: npt.NDArray[np.float64]) -> Floats:
+    """``np.quantile(ordered, qs)`` (linear method, bit for bit) of sorted values, without
+    numpy's partition pass over the whole column."""
+    last = ordered.size - 1
+    virtual = last * qs
+    low = np.floor(virtual).astype(np.intp)
+    high = np.minimum(low + 1, last)
+    gamma = virtual - low
+    a, b = ordered[low], ordered[high]
+    diff = b - a
+    # numpy's lerp: from the nearer end, so the result is monotonic in q
+    return np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
 
 
 def _edges(finite: npt.NDArray[np.float64], distinct: int, bins: int) -> list[float]:
@@ -169,8 +247,43 @@ def _edges(finite: npt.NDArray[np.float64], distinct: int, bins: int) -> list[fl
         return []
     if distinct <= bins:
         return [float(v) for v in np.unique(finite)]
-    inner = np.quantile(finite, np.arange(1, bins) / bins)
+    inner = _quantiles(finite, np.arange(1, bins) / bins)
     return [float(v) for v in np.unique(np.concatenate([[finite[0]], inner, [finite[-1]]]))]
+
+
+def _fine_edges(
+    finite: npt.NDArray[np.float64],
+    unique: npt.NDArray[np.float64] | None,
+    bins: int,
+    edges: list[float],
+) -> Floats:
+    """The fine grid: every distinct value when there are at most ``FINE_BINS`` (exact
+    buckets), else the quantiles at multiples of 1 / (``bins`` x k) >= ``FINE_BINS``
+    buckets, minimum and maximum included; always with the serving ``edges`` added, so
+    the serving buckets are unions of fine ones. Tied quantiles collapse into one edge."""
+    if unique is not None:
+        grid = unique
+    else:
+        steps = bins * max(1, math.ceil(FINE_BINS / bins))
+        grid = _quantiles(finite, np.arange(steps + 1) / steps)
+    return np.unique(np.concatenate([grid, np.asarray(edges, dtype=np.float64)]))
+
+
+def _fine_means(edges: Floats, counts: Ints, sums: Floats) -> list[float]:
+    """The mean of each fine bucket's reference values, to 1/10,000 of the bucket's width
+    (so the JSON keeps 4 decimals per bucket): bucket 0 holds the minimum only, the last
+    bucket nothing (the maximum is the last edge); an empty inner bucket gets its middle."""
+    low, width = edges[:-1], np.diff(edges)
+    inner = counts[1:-1]
+    raw = (sums[1:-1] / np.where(inner > 0, inner, 1) - low) / width
+    offsets = np.where(inner > 0, np.round(np.clip(raw, 0.0, 1.0), MEAN_DECIMALS), 0.5)
+    return _means_from(edges, offsets)
+
+
+def _means_from(edges: Floats, offsets: Floats) -> list[float]:
+    """Fine bucket means from their offsets in the bucket (0: lower edge, 1: upper)."""
+    inner = edges[:-1] + offsets * np.diff(edges)
+    return [float(edges[0]), *(float(v) for v in inner), float(edges[-1])]
 
 
 def _finite(value: Any) -> float | None:
@@ -178,26 +291,53 @@ def _finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _categorical(
+    name: str, column: Any, top_k: int, sample: _Sample | None
+) -> tuple[types.FeatureProfile, list[npt.NDArray[np.intp]]]:
+    """The feature and, per calibration chunk, its rows' bucket codes."""
+    raw, names = current.labels(column)
+    found = np.bincount(raw + 1, minlength=len(names) + 1)  # missing (-1) first
+    per_label = found[1:]
+    order = np.argsort(-per_label, kind="stable")  # most frequent first, ties by first seen
+    top = order[:top_k]
+    others = len(top)
+    bucket_of = np.full(len(names) + 1, others, dtype=np.intp)
+    bucket_of[top] = np.arange(others)
+    bucket_of[-1] = others + 1  # code -1 (missing) picks the last entry
+    counts = np.bincount(bucket_of[:-1], weights=per_label, minlength=others + 1)
+    feature = types.FeatureProfile(
+        name=name,
+        kind="categorical",
+        rows=len(raw),
+        missing=int(found[0]),
+        counts=[int(n) for n in counts],
+        categories=[str(names[i]) for i in top],
+        binary=len(names) <= 2,
+        distinct=min(len(names), DISTINCT_LIMIT),
+    )
+    if sample is None:
+        return feature, []
+    codes = bucket_of[raw[sample.rows]].reshape(sample.chunks, sample.size)
+    return feature, list(codes)
+
+
 def _calibrate(
-    feature: types.FeatureProfile,
-    codes: npt.NDArray[np.intp],
-    chunk_of: npt.NDArray[np.intp],
-    chunks: int,
+    feature: types.FeatureProfile, chunk_counts: list[types.FeatureCounts]
 ) -> dict[str, list[float]]:
     """Scores of each chunk against the whole reference, per distance method: what
-    ``auto`` thresholds are made of (p-value methods need none: they keep their p-value)."""
-    buckets = len(feature.counts)
-    width = buckets + 1  # the missing code too
-    per_chunk = np.bincount(chunk_of * width + codes, minlength=chunks * width)
-    table = per_chunk.reshape(chunks, width)[:, :buckets]
+    ``auto`` thresholds are made of (p-value methods need none: they keep their p-value).
+    Numeric chunks carry fine counts and sums, so wasserstein is scored as a check on raw
+    rows scores it."""
     methods = [m for m in check.DISTANCE_METHODS if check.applicable(m, feature)]
     scores: dict[str, list[float]] = {}
     for method in methods:
         found = []
-        for row in table:
-            if row.sum() == 0:
+        for part in chunk_counts:
+            if not sum(part.counts):
                 continue
-            value, _ = check.score_feature(method, feature, row)
+            value, _ = check.score_feature(
+                method, feature, part.counts, fine=part.fine, sums=part.sums
+            )
             if math.isfinite(value):
                 found.append(value)
         if found:
@@ -244,7 +384,10 @@ def to_json(profile: types.Profile) -> bytes:
         "multivariate": profile.multivariate,
         "source": profile.source,
     }
-    return json.dumps(document, indent=1, allow_nan=False).encode()
+    text = json.dumps(document, indent=1, allow_nan=False)
+    # One line per list of numbers instead of one line per number: the fine grids are most
+    # of a profile, and one number per line would double its size.
+    return _NUMBER_LIST.sub(lambda found: _SPACE.sub("", found.group()), text).encode()
 
 
 def _feature_json(feature: types.FeatureProfile) -> dict[str, Any]:
@@ -266,6 +409,16 @@ def _feature_json(feature: types.FeatureProfile) -> dict[str, Any]:
         calibration=feature.calibration,
         chunk_rows=feature.chunk_rows,
     )
+    if feature.fine_edges:
+        edges = np.asarray(feature.fine_edges, dtype=np.float64)
+        means = np.asarray(feature.fine_means[1:-1], dtype=np.float64)
+        offsets = (means - edges[:-1]) / np.diff(edges)
+        out.update(
+            fine_edges=feature.fine_edges,
+            fine_counts=feature.fine_counts,
+            # Means as their place in the bucket, 4 decimals: 6 characters, not 18.
+            fine_offsets=[round(float(v), MEAN_DECIMALS) for v in offsets],
+        )
     return out
 
 
@@ -344,7 +497,26 @@ def _feature_from(name: str, spec: dict[str, Any]) -> types.FeatureProfile:
         },
         chunk_rows=None if spec.get("chunk_rows") is None else int(spec["chunk_rows"]),
         distinct=None if spec.get("distinct") is None else int(spec["distinct"]),
+        **_fine_from(name, spec, edges) if kind == "numeric" else {},
     )
+
+
+def _fine_from(name: str, spec: dict[str, Any], edges: list[float]) -> dict[str, Any]:
+    """The fine grid of a numeric feature; none in a profile written before fine grids."""
+    if not spec.get("fine_edges"):
+        return {}
+    fine = np.asarray([float(e) for e in spec["fine_edges"]], dtype=np.float64)
+    counts = [int(n) for n in spec["fine_counts"]]
+    offsets = np.asarray([float(v) for v in spec["fine_offsets"]], dtype=np.float64)
+    if len(counts) != fine.size + 1 or offsets.size != fine.size - 1:
+        raise ValueError(f"feature {name!r} has a fine grid of mismatched lengths")
+    if np.any(np.diff(fine) <= 0) or current.positions(fine, edges) is None:
+        raise ValueError(f"feature {name!r} has a fine grid that does not hold its edges")
+    return {
+        "fine_edges": [float(e) for e in fine],
+        "fine_counts": counts,
+        "fine_means": _means_from(fine, offsets),
+    }
 
 
 def _optional(value: Any) -> float | None:

@@ -12,8 +12,8 @@ order, then ``__other__`` (``OTHER``) for every value the profile does not name.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any, Literal, get_args
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TypeVar, get_args
 
 from toque.core import bins
 
@@ -22,6 +22,7 @@ ThresholdSource = Literal["fixed", "default", "auto"]
 Verdict = Literal["Drift", "NoDrift", "InsufficientData", "Constant", "Missing"]
 ReportVerdict = Literal["Healthy", "Drifted", "InsufficientData"]
 ThresholdMode = Literal["default", "auto"]
+Number = TypeVar("Number", int, float)
 
 METHODS = ("psi", "ks", "chi2", "jsd", "wasserstein", "ztest")
 OTHER = "__other__"
@@ -64,6 +65,13 @@ class FeatureProfile:
     # Distinct non-missing reference values, counted up to ``profile.DISTINCT_LIMIT``
     # (None: unknown, e.g. a profile written by an older version).
     distinct: int | None = None
+    # Numeric only, for checks on raw rows (empty: a profile written before fine grids, or
+    # a column with infinite values): about 100 reference quantiles, a superset of
+    # ``edges``, ``le`` buckets as ``edges``; the reference rows per fine bucket (so the
+    # exact reference CDF at each fine edge) and the mean of each fine bucket's values.
+    fine_edges: list[float] = dataclasses.field(default_factory=list)
+    fine_counts: list[int] = dataclasses.field(default_factory=list)
+    fine_means: list[float] = dataclasses.field(default_factory=list)
 
     @property
     def missing_rate(self) -> float:
@@ -97,10 +105,19 @@ class Profile:
 
 @dataclasses.dataclass
 class FeatureCounts:
-    """Current rows of one feature in the profile's buckets, and its missing rows."""
+    """Current rows of one feature in the profile's buckets, and its missing rows.
+
+    ``fine`` and ``sums``: the rows and the sum of their values per bucket of the profile's
+    fine grid, ``minimum`` and ``maximum`` of the values, when counted from raw rows
+    (``current.count``); None when counted from the serving histograms, which have none.
+    """
 
     counts: list[int]
     missing: int = 0
+    fine: list[int] | None = None
+    sums: list[float] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
 
 
 @dataclasses.dataclass
@@ -126,12 +143,42 @@ class CurrentCounts:
 
 
 def _merge(mine: FeatureCounts | None, theirs: FeatureCounts, name: str) -> FeatureCounts:
-    if mine is None:
-        return FeatureCounts(list(theirs.counts), theirs.missing)
-    return FeatureCounts(_sum(mine.counts, theirs.counts, name), mine.missing + theirs.missing)
+    if mine is None or _empty(mine):
+        return dataclasses.replace(
+            theirs,
+            counts=_sum(mine.counts, theirs.counts, name) if mine else list(theirs.counts),
+            fine=None if theirs.fine is None else list(theirs.fine),
+            sums=None if theirs.sums is None else list(theirs.sums),
+        )
+    if _empty(theirs):
+        return dataclasses.replace(mine, counts=_sum(mine.counts, theirs.counts, name))
+    merged = FeatureCounts(_sum(mine.counts, theirs.counts, name), mine.missing + theirs.missing)
+    if _fine(mine) and _fine(theirs):
+        # Both counted from rows: the fine grid stays; otherwise part of the rows has no
+        # fine counts, and the whole falls back to the serving buckets.
+        merged.fine = _sum(mine.fine or [], theirs.fine or [], name)
+        merged.sums = _sum(mine.sums or [], theirs.sums or [], name)
+        merged.minimum = _extreme(min, mine.minimum, theirs.minimum)
+        merged.maximum = _extreme(max, mine.maximum, theirs.maximum)
+    return merged
 
 
-def _sum(a: list[int], b: list[int], name: str) -> list[int]:
+def _fine(counts: FeatureCounts) -> bool:
+    return counts.fine is not None and counts.sums is not None
+
+
+def _extreme(pick: Any, a: float | None, b: float | None) -> float | None:
+    # A side with no values (all missing) has no extreme.
+    found = [v for v in (a, b) if v is not None]
+    return pick(found) if found else None
+
+
+def _empty(counts: FeatureCounts) -> bool:
+    """No rows at all (``current.empty``): merging it keeps the other side's fine grid."""
+    return not counts.missing and not any(counts.counts)
+
+
+def _sum(a: Sequence[Number], b: Sequence[Number], name: str) -> list[Number]:
     if len(a) != len(b):
         raise InputError(f"cannot merge counts of {name!r}: {len(a)} and {len(b)} buckets")
     return [x + y for x, y in zip(a, b, strict=True)]
