@@ -4,7 +4,8 @@ The project is rendered, committed and its data written as its README says; then
 its GitHub workflow runs (everything but the GitHub calls): `toque submit` trains through
 Toque (exit 0 when the gate passes, 4 when it fails, 1 when the trainer crashes), `toque
 report` renders the pull-request comment from the cluster and MLflow, and `toque reproduce`
-re-runs the promoted version from its lineage with identical metrics.
+re-runs the promoted version from its lineage with identical metrics; `toque status` shows
+them all in one table.
 """
 
 from __future__ import annotations
@@ -182,6 +183,13 @@ def test_scaffolded_project_submits_reports_and_reproduces_through_the_stack(
     code, crashed, log = submit(env, project, ns, "--param", "n_estimators=-1")
     assert code == exitcodes.FAILED, log
     assert get(cluster, ns, "trainingjob", crashed)["status"]["phase"] == "Failed"
+
+    # One table of the namespace, plain when piped: each run, the version and its phase.
+    table = toque(env, project, "status", "-n", ns)
+    assert table.returncode == 0, table.stderr
+    assert "\x1b[" not in table.stdout  # no colour codes off a terminal
+    for shown in (name, failed_gate, crashed, version, "Promoted", "Failed"):
+        assert shown in table.stdout, table.stdout
 
     # The promoted version, re-run from its lineage: the same metrics.
     again = toque(env, project, "reproduce", version, "-n", ns, "--timeout", "420")
