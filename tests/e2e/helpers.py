@@ -36,3 +36,13 @@ def events(cluster: local.LocalCluster, namespace: str, name: str) -> list[dict[
     )
     items: list[dict[str, Any]] = out["items"]
     return items
+
+
+def spec_managers(cluster: local.LocalCluster, namespace: str, kind: str, name: str) -> set[str]:
+    """The field managers that own any field under ``spec`` of one object."""
+    obj = cluster.kubectl_json("get", kind, name, "-n", namespace, "--show-managed-fields")
+    return {
+        entry["manager"]
+        for entry in obj["metadata"].get("managedFields") or []
+        if "f:spec" in (entry.get("fieldsV1") or {})
+    }

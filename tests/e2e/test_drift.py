@@ -27,8 +27,9 @@ import kubernetes
 import pytest
 import requests
 
+from tests import argocd
 from tests.e2e import drift_data
-from tests.e2e.helpers import apply, events, get, wait
+from tests.e2e.helpers import apply, events, get, spec_managers, wait
 from tests.e2e.test_training import on_local_node
 from toque.clients import prometheus as prometheus_client
 from toque.local import cluster as local
@@ -309,6 +310,9 @@ def test_drift_is_flagged_on_the_shifted_features_and_retrains_once_through_gate
         condition = next(c for c in drifted["conditions"] if c["type"] == "Drifted")
         assert condition["status"] == "True"
         assert all(f in condition["message"] for f in expected), condition
+        health, message = argocd.health("DriftMonitor", get(cluster, ns, "driftmonitor", MONITOR))
+        assert health == "Degraded" and all(f in message for f in expected), message
+        assert spec_managers(cluster, ns, "driftmonitor", MONITOR) == {"kubectl-client-side-apply"}
         warning = [e for e in events(cluster, ns, MONITOR) if e["reason"] == "DriftDetected"]
         assert warning and all(f in warning[-1]["message"] for f in expected), warning
         assert {

@@ -22,8 +22,10 @@ import requests
 import yaml
 from PIL import Image
 
-from tests.e2e.helpers import get, wait
+from tests import argocd
+from tests.e2e.helpers import get, spec_managers, wait
 from tests.e2e.test_training import on_local_node
+from toque.api import constants
 from toque.core import exitcodes
 from toque.local import cluster as local
 from toque.local import install, services
@@ -183,6 +185,22 @@ def test_scaffolded_project_submits_reports_and_reproduces_through_the_stack(
     code, crashed, log = submit(env, project, ns, "--param", "n_estimators=-1")
     assert code == exitcodes.FAILED, log
     assert get(cluster, ns, "trainingjob", crashed)["status"]["phase"] == "Failed"
+
+    # What Argo CD would show for these objects, from their real statuses; and the operator
+    # never wrote a user's spec, so a GitOps tool sees no drift it did not cause.
+    mv = get(cluster, ns, "modelversion", version)
+    assert argocd.health("TrainingJob", get(cluster, ns, "trainingjob", name))[0] == "Healthy"
+    assert argocd.health("ModelVersion", mv)[0] == "Healthy"
+    degraded = argocd.health("TrainingJob", get(cluster, ns, "trainingjob", crashed))
+    assert degraded[0] == "Degraded" and degraded[1], degraded
+    gate_status, gate_message = argocd.health(
+        "TrainingJob", get(cluster, ns, "trainingjob", failed_gate)
+    )
+    assert gate_status == "Healthy" and "gate" in gate_message
+    for job_name in (name, failed_gate, crashed):
+        assert spec_managers(cluster, ns, "trainingjob", job_name) == {"toque-submit"}
+    # The ModelVersion is the operator's own object (the run's promote template): one writer.
+    assert spec_managers(cluster, ns, "modelversion", version) == {constants.FIELD_MANAGER}
 
     # One table of the namespace, plain when piped: each run, the version and its phase.
     table = toque(env, project, "status", "-n", ns)
