@@ -108,9 +108,7 @@ def _push(args: argparse.Namespace) -> int:
     from toque.data import errors, manifest
 
     try:
-        pushed = push(
-            args.repo, args.name, args.rev, args.paths, [manifest.DEFAULT_TAG, *args.tag]
-        )
+        pushed = push(args.repo, args.name, args.rev, args.paths, [manifest.DEFAULT_TAG, *args.tag])
     except ValueError as error:
         return _fail(str(error))
     except errors.DataError as error:
