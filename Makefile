@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 
 .PHONY: all venv tools node-deps image crds crds-check lint test test-unit test-e2e test-kind up down clean \
-	bench bench-data bench-serve bench-drift lock actionlint
+	bench bench-data bench-serve bench-drift lock actionlint lint-chart alerts dashboards
 
 all: test
 
@@ -39,16 +39,32 @@ image:
 crds: venv
 	$(PY) -m toque.api.crdgen crds helm/toque/crds
 
+# The Grafana dashboards' JSON, which the chart ships (helm/toque/dashboards/), from the Python
+# that builds them with grafana-foundation-sdk (dashboards/); a unit test fails when stale.
+dashboards: venv
+	$(PY) -m dashboards.build
+
 # The GitHub workflow of the example and of `toque init`'s template, with actionlint built from
 # its Go module (hack/build-actionlint.sh; cached, so a second run costs nothing).
 actionlint:
 	set -e; actionlint=$$(bash hack/build-actionlint.sh); $$actionlint examples/github/train.yml \
 	  operator/toque/scaffold/template/project/.github/workflows/train.yml
 
-lint: venv actionlint
-	$(VENV)/bin/ruff check operator tests bench
-	$(VENV)/bin/ruff format --check operator tests bench
+# The Helm chart: helm lint, and the rendered manifests (every optional feature on) scanned by
+# checkov, a Kubernetes security linter, in its own cached virtualenv (hack/lint-chart.sh).
+lint-chart:
+	@bash hack/lint-chart.sh
+
+# The chart's PrometheusRule: promtool checks it and runs tests/alerts/ on it (synthetic
+# series; no cluster, a few seconds once the tools are built: hack/check-alerts.sh).
+alerts: venv
+	@PYTHON=$(PY) bash hack/check-alerts.sh
+
+lint: venv actionlint lint-chart alerts
+	$(VENV)/bin/ruff check operator tests bench dashboards
+	$(VENV)/bin/ruff format --check operator tests bench dashboards
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy dashboards
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/hadolint Dockerfile
 
@@ -95,10 +111,35 @@ bench-data: venv tools $(VENV)-bench/bin/dvc
 	TOQUE_TOOLS_BIN=$$(bash hack/build-tools.sh) PATH="$(CURDIR)/$(VENV)-bench/bin:$$PATH" \
 	  $(PY) bench/data_push.py --out bench/results/data-push.md
 
-# `toque serve` vs `mlflow models serve` under wrk (installed from Debian when missing).
-bench-serve: venv
-	@command -v wrk >/dev/null || apt-get install -y wrk
-	$(PY) bench/serve.py --out bench/results/serve.md
+# MLServer (KServe's scikit-learn and MLflow runtimes) in its own virtualenv, with our
+# scikit-learn and mlflow pins so it loads the very models the benchmark fitted; 1.7.1 does
+# not start with uvloop 0.22. The stamp carries the pins, so changing one reinstalls.
+MLSERVER := 1.7.1
+SKLEARN_PIN := $(shell grep -i '^scikit-learn==' constraints.txt)
+MLFLOW_PIN := $(shell grep -i '^mlflow==' constraints.txt)
+MLSERVER_STAMP := $(VENV)-mlserver/.installed-$(MLSERVER)-$(subst ==,-,$(SKLEARN_PIN)-$(MLFLOW_PIN))
+$(MLSERVER_STAMP):
+	$(PYTHON) -m venv $(VENV)-mlserver
+	$(VENV)-mlserver/bin/pip install -q 'mlserver==$(MLSERVER)' 'mlserver-sklearn==$(MLSERVER)' \
+	  'mlserver-mlflow==$(MLSERVER)' 'uvloop<0.22' '$(SKLEARN_PIN)' '$(MLFLOW_PIN)'
+	rm -f $(VENV)-mlserver/.installed-* && touch $@
+
+# torch for the benchmark's MLP, as a plain folder (pip --target) that the benchmark puts on
+# the MLP servers' PYTHONPATH: our virtualenv stays free of it. PyPI's Linux wheel is the
+# CUDA build (about 5 GiB with its CUDA libraries, ~1.5 min here); it runs on the CPU. Its
+# newer setuptools would shadow the virtualenvs' own, and torch needs it only to build: gone.
+TORCH := 2.15.0
+$(VENV)-torch/.installed-$(TORCH): | venv
+	rm -rf $(VENV)-torch
+	$(PY) -m pip install -q --target $(VENV)-torch -c constraints.txt 'torch==$(TORCH)'
+	rm -rf $(VENV)-torch/setuptools* $(VENV)-torch/_distutils_hack $(VENV)-torch/distutils-precedence.pth
+	touch $@
+
+# `toque serve` vs `mlflow models serve` vs MLServer, five models, under wrk (installed from
+# Debian when missing); 12-15 min here.
+bench-serve: venv $(MLSERVER_STAMP) $(VENV)-torch/.installed-$(TORCH)
+	@command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
+	$(PY) bench/serve.py --out bench/results/serve.md $(BENCH_SERVE_ARGS)
 
 # Evidently 0.7 needs pandas < 3 (0.7.23 fails to import under pandas 3), so it gets its own
 # virtualenv too; the stamp carries the pin, so changing it reinstalls.

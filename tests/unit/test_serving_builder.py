@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pydantic
+import pytest
+
 from toque.api import constants
 from toque.api import modelversion as mv
 from toque.resources import pods, serving
@@ -105,3 +108,23 @@ def test_a_version_without_digest_is_served_unverified_only_when_the_user_opted_
     args_opted = builder.deployment(owner, spec, opted, 1, config)["spec"]["template"]["spec"]
     assert "--allow-unverified" not in args_plain["containers"][0]["args"]
     assert "--allow-unverified" in args_opted["containers"][0]["args"]
+
+
+def test_batching_reaches_the_server_as_flags() -> None:
+    args = build(batching={"maxRows": 16, "maxLatencyMs": 5})["spec"]["template"]["spec"][
+        "containers"
+    ][0]["args"]
+    assert args[args.index("--batch-max-rows") + 1] == "16"
+    assert args[args.index("--batch-max-latency-ms") + 1] == "5.0"
+    plain = build()["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--batch-max-rows" not in plain  # the server's defaults
+
+
+@pytest.mark.parametrize(
+    "batching",
+    [{"maxRows": 0}, {"maxRows": 70000}, {"maxLatencyMs": -1}, {"maxLatencyMs": 1001}],
+    ids=["no-rows", "too-many-rows", "negative-wait", "wait-over-a-second"],
+)
+def test_batching_limits_out_of_range_are_rejected(batching: dict[str, int]) -> None:
+    with pytest.raises(pydantic.ValidationError):
+        build(batching=batching)

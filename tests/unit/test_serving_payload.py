@@ -144,3 +144,54 @@ def test_bad_json_and_empty_body() -> None:
     for body in (b"", b"{nope"):
         with pytest.raises(payload.PayloadError):
             payload.parse_invocations(body, SCHEMA, True)
+
+
+MIXED = signature.Schema(
+    (
+        signature.Column("size", "string"),
+        signature.Column("n", "long"),
+        signature.Column("note", "string", required=False),
+    ),
+    3,
+)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {
+            "dataframe_split": {
+                "columns": ["size", "n", "note"],
+                "data": [["s", 1, None], ["l", 2, "x"]],
+            }
+        },
+        {"dataframe_split": {"columns": ["n", "size"], "data": [[1, "s"], [2, "l"]]}},
+        {"dataframe_records": [{"size": "s", "n": 1}, {"size": "l", "n": 2, "note": "x"}]},
+    ],
+    ids=["split", "split-reordered-optional-missing", "records"],
+)
+def test_column_input_gives_one_typed_vector_per_signature_column(document: Any) -> None:
+    batch = payload.parse_invocations(json.dumps(document).encode(), MIXED, False, True)
+    assert batch.rows == 2 and batch.columns is not None and batch.frame is None
+    assert list(batch.columns) == ["size", "n", "note"]
+    assert batch.columns["size"].tolist() == ["s", "l"]
+    assert batch.columns["n"].dtype == np.float64 and batch.columns["n"].tolist() == [1.0, 2.0]
+    assert batch.columns["note"].dtype == object
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([["s", "one", None]], "column 'n' expects long, got 'one' in row 0"),
+        ([["s", 1.5, None]], "column 'n' expects long, got 1.5 in row 0"),
+        ([[3, 1, None]], "column 'size' expects string, got 3 in row 0"),
+        ([[None, 1, None]], "column 'size': null value in row 0"),
+        ([["s", None, None]], "column 'n': null value in row 0"),
+    ],
+    ids=["text-in-long", "fraction-in-long", "number-in-string", "null-string", "null-long"],
+)
+def test_column_input_errors_name_the_column_and_row(rows: list[Any], message: str) -> None:
+    document = {"dataframe_split": {"columns": ["size", "n", "note"], "data": rows}}
+    with pytest.raises(payload.PayloadError) as caught:
+        payload.parse_invocations(json.dumps(document).encode(), MIXED, False, True)
+    assert message in str(caught.value)

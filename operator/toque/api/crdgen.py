@@ -18,6 +18,7 @@ from typing import Any
 import pydantic
 import yaml
 
+import toque
 from toque.api import constants, driftmonitor, modelversion, trainingjob
 
 _DROP_KEYS = {"title", "discriminator"}
@@ -180,7 +181,13 @@ def crd(info: KindInfo) -> dict[str, Any]:
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": f"{info.plural}.{constants.GROUP}",
-            "labels": {"app.kubernetes.io/part-of": "toque"},
+            # Static labels only: these files are also applied with kubectl, outside Helm.
+            "labels": {
+                "app.kubernetes.io/name": "toque",
+                "app.kubernetes.io/version": toque.__version__,
+                "app.kubernetes.io/component": "crd",
+                "app.kubernetes.io/part-of": "toque",
+            },
         },
         "spec": {
             "group": constants.GROUP,

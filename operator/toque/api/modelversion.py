@@ -119,6 +119,29 @@ class ModelSource(schema.SpecModel):
     )
 
 
+class BatchingSpec(schema.SpecModel):
+    """Micro-batching: concurrent requests' rows predicted in one call.
+
+    Only for models whose answers do not depend on the batch (the server checks at load;
+    linear models, whose BLAS sums do, are predicted one request at a time).
+    """
+
+    max_latency_ms: float = pydantic.Field(
+        default=2.0,
+        ge=0,
+        le=1000,
+        description="The longest a request waits in the batch queue while the model is busy, "
+        "in milliseconds.",
+    )
+    max_rows: int = pydantic.Field(
+        default=1024,
+        ge=1,
+        le=65536,
+        description="Rows one model call may take from several requests; 1 turns "
+        "micro-batching off.",
+    )
+
+
 class ServingSpec(schema.SpecModel):
     """How the model server runs."""
 
@@ -131,6 +154,10 @@ class ServingSpec(schema.SpecModel):
     tolerations: list[kubetypes.Toleration] | None = pydantic.Field(default=None, max_length=64)
     sample_rate: schema.Fraction | None = pydantic.Field(
         default=None, description="Share of requests whose rows are logged to the data store."
+    )
+    batching: BatchingSpec | None = pydantic.Field(
+        default=None,
+        description="Micro-batching; the server's defaults (1024 rows, 2 ms) if unset.",
     )
 
 

@@ -43,6 +43,12 @@ def run(args: argparse.Namespace) -> int:
         # kopf logs every successful handler call at INFO: one line per pod event.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     import toque.handlers  # noqa: F401  - registers the handlers with kopf
+    from toque.handlers import metrics
+
+    if args.standalone:
+        # The chart runs one standalone replica with the Recreate strategy: it is the only
+        # writer by construction, so it leads from the start (no election to lose).
+        metrics.leadership("standalone", True)
 
     asyncio.run(
         kopf.operator(

@@ -34,6 +34,18 @@ def register(subs: Any) -> None:
     )
     parser.add_argument("--sample-bucket", help="bucket for sampled rows (off when unset)")
     parser.add_argument(
+        "--batch-max-rows",
+        type=int,
+        default=1024,
+        help="micro-batching: rows one model call may take from concurrent requests (1: off)",
+    )
+    parser.add_argument(
+        "--batch-max-latency-ms",
+        type=float,
+        default=2.0,
+        help="micro-batching: the longest a request waits in the queue for a busy model",
+    )
+    parser.add_argument(
         "--drain-seconds",
         type=float,
         default=float(os.environ.get("TOQUE_DRAIN_SECONDS", "5")),
@@ -48,9 +60,16 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     redact.install()  # also what MLflow, botocore and uvicorn log
-    if not 0 <= args.sample_rate <= 1 or args.workers < 1 or args.max_body_bytes < 1:
+    if (
+        not 0 <= args.sample_rate <= 1
+        or args.workers < 1
+        or args.max_body_bytes < 1
+        or args.batch_max_rows < 1
+        or not 0 <= args.batch_max_latency_ms <= 1000
+    ):
         logging.getLogger("toque.serve").error(
-            "--sample-rate must be in [0, 1], --workers and --max-body-bytes positive"
+            "--sample-rate must be in [0, 1], --batch-max-latency-ms in [0, 1000], "
+            "--workers, --max-body-bytes and --batch-max-rows positive"
         )
         return exitcodes.PERMANENT
     return server.serve(
@@ -70,5 +89,7 @@ def run(args: argparse.Namespace) -> int:
             dependency_timeout_s=float(os.environ.get("TOQUE_DEPENDENCY_TIMEOUT", "60")),
             sample_batch_rows=int(os.environ.get("TOQUE_SAMPLE_BATCH_ROWS", "1000")),
             sample_interval_s=float(os.environ.get("TOQUE_SAMPLE_INTERVAL_SECONDS", "30")),
+            batch_max_rows=args.batch_max_rows,
+            batch_max_wait_s=args.batch_max_latency_ms / 1000,
         )
     )

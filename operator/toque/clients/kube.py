@@ -2,6 +2,8 @@
 
 The handlers call it to read objects, server-side apply children, write status and post
 Events. Dicts (not the generated models) keep the decide functions free of client types.
+Every request is timed in ``toque_kube_request_duration_seconds{verb,code}`` (code "error"
+when no answer came); kopf's own watches and patches go through its own client, not this one.
 """
 
 from __future__ import annotations
@@ -10,15 +12,24 @@ import dataclasses
 import datetime as dt
 import json
 import secrets
+import time
 from typing import Any
 
 import kubernetes
+import prometheus_client
 import urllib3
 from kubernetes.client import exceptions as kube_exceptions
 
 from toque.api import constants
 
 ApiException = kube_exceptions.ApiException
+
+REQUEST_DURATION = prometheus_client.Histogram(
+    "toque_kube_request_duration_seconds",
+    "Duration of the operator's requests to the Kubernetes API, by verb and HTTP status.",
+    ["verb", "code"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
 
 _PLURALS = {
     ("batch/v1", "Job"): "jobs",
@@ -89,10 +100,15 @@ class Kube:
             body=body,
             auth_settings=["BearerToken"],
         )
-        response = self.api.call_api(
-            method_, url, header_params=headers_, body=body_, _request_timeout=30
-        )
-        response.read()  # type: ignore[no-untyped-call]
+        started, code = time.monotonic(), "error"
+        try:
+            response = self.api.call_api(
+                method_, url, header_params=headers_, body=body_, _request_timeout=30
+            )
+            response.read()  # type: ignore[no-untyped-call]
+            code = str(response.status)
+        finally:
+            REQUEST_DURATION.labels(method, code).observe(time.monotonic() - started)
         data = response.data or b""
         if not 200 <= response.status < 300:
             raise ApiException(

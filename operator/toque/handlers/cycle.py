@@ -2,12 +2,14 @@
 
 ``run`` holds the object's lock for the whole observe → decide → act cycle and records
 ``toque_reconcile_total{kind,result}``, ``toque_reconcile_errors_total{kind,error}`` and
-``toque_reconcile_duration_seconds{kind}`` whether the cycle succeeds or fails.
+``toque_reconcile_duration_seconds{kind}`` whether the cycle succeeds or fails, and counts it in
+``toque_reconcile_in_flight{kind}`` while it runs or waits for the lock.
 
 ``retrying`` is for kopf's resource handlers: on top of ``run`` it maps what a retry can fix
 to ``kopf.TemporaryError`` (the API server or MLflow unreachable or overloaded), re-raises
 everything else, and turns a cycle's ``LookAgain`` (not settled yet) into a temporary error
-with the kind's delay, so kopf calls the handler again.
+with the kind's delay, so kopf calls the handler again; until a cycle settles the object, it
+counts in ``toque_reconcile_queue_depth{kind}``.
 
 ``best_effort`` is for the events of children (pods, Jobs, Deployments): frequent, and
 retried by the owner's own handler, so a failure only logs.
@@ -54,6 +56,8 @@ def run(target: Target, cycle: Callable[[], T]) -> T:
     """``cycle()`` under the target's lock, with the reconcile metrics recorded either way."""
     started = time.monotonic()
     result = "error"
+    in_flight = metrics.IN_FLIGHT.labels(target.kind)
+    in_flight.inc()
     try:
         with runtime.lock_for(target.namespace, target.key):
             value = cycle()
@@ -63,6 +67,7 @@ def run(target: Target, cycle: Callable[[], T]) -> T:
         metrics.ERRORS.labels(target.kind, type(error).__name__).inc()
         raise
     finally:
+        in_flight.dec()
         metrics.RECONCILES.labels(target.kind, result).inc()
         metrics.DURATION.labels(target.kind).observe(time.monotonic() - started)
 
@@ -89,11 +94,20 @@ def retrying(target: Target, cycle: Callable[[], LookAgain | None]) -> None:
         again = run(target, cycle)
     except Exception as error:
         retry = temporary(error)
+        _queued(target, retry.delay if retry is not None else None)
         if retry is None or retry is error:
             raise
         raise retry from error
     if again is not None:
+        _queued(target, again.delay)
         raise kopf.TemporaryError(again.why, delay=again.delay)
+    metrics.QUEUE.settled(target.kind, target.namespace, target.key)
+
+
+def _queued(target: Target, delay: float | None) -> None:
+    """The object waits for kopf's retry (``toque_reconcile_queue_depth``)."""
+    until = time.monotonic() + (delay or 0.0) + metrics.QUEUE_GRACE_SECONDS
+    metrics.QUEUE.waiting(target.kind, target.namespace, target.key, until)
 
 
 def best_effort(target: Target, cycle: Callable[[], object], logger: Logger) -> None:

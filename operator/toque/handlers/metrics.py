@@ -3,13 +3,22 @@
 ``DRIFT`` holds each DriftMonitor's last evaluation (``toque_drift_*``); the DriftMonitor
 handler replaces a monitor's series as a whole after every evaluation, so a feature or a
 version that went away leaves no stale series behind.
+
+The block at the end feeds the chart's alerts: ``toque_trainingjob_failures_total``,
+``toque_modelversion_rollbacks_total`` and ``toque_modelversion_step_started_timestamp_seconds``
+(a canary stuck at a step).
+
+The block after it feeds the Grafana dashboards: training run and GPU time, the reconcile
+queue (``toque_reconcile_in_flight``, ``toque_reconcile_queue_depth``) and the leader election
+(``leadership``, for whoever runs it).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import prometheus_client
 from prometheus_client import core, registry
@@ -18,6 +27,7 @@ from toque.api import driftmonitor as dm
 from toque.api import modelversion as mv
 from toque.api import trainingjob as tj
 from toque.reconcile import driftmonitor as drift
+from toque.reconcile import kubestatus
 
 RECONCILES = prometheus_client.Counter(
     "toque_reconcile_total", "Reconcile cycles by kind and result.", ["kind", "result"]
@@ -107,6 +117,9 @@ class _DriftCollector(registry.Collector):
         self._snapshots: dict[tuple[str, str], drift.Snapshot] = {}
 
     def set(self, snapshot: drift.Snapshot) -> None:
+        # The monitor's retraining counter exists at 0 from its first evaluation on, so
+        # increase() on a dashboard sees its first retraining too.
+        RETRAINS.labels(snapshot.namespace, snapshot.monitor)
         with self._lock:
             self._snapshots[(snapshot.namespace, snapshot.monitor)] = snapshot
 
@@ -216,3 +229,231 @@ class _DriftCollector(registry.Collector):
 
 DRIFT = _DriftCollector()
 prometheus_client.REGISTRY.register(DRIFT)
+
+
+# -- for the chart's alerts (helm/toque/templates/prometheusrule.yaml) ------------------------
+# Transitions are counted where the status that records them is written, from the observed
+# status and the written one, so a restarted operator that resumes a Failed object counts
+# nothing. The counters' series are created at 0 as soon as a namespace (or model) is seen:
+# increase() in an alert cannot see the first increment of a series that starts at 1.
+
+TRAINING_FAILURES = prometheus_client.Counter(
+    "toque_trainingjob_failures_total",
+    "TrainingJobs that entered the Failed phase.",
+    ["namespace"],
+)
+ROLLBACKS = prometheus_client.Counter(
+    "toque_modelversion_rollbacks_total",
+    "Rollouts that ended without a promotion, the traffic staying on (or going back to) the "
+    "stable version: RolledBack (analysis failed, or by hand), Aborted (by hand), Failed.",
+    ["namespace", "model", "phase"],
+)
+ROLLBACK_PHASES = ("RolledBack", "Aborted", "Failed")
+STEP_PHASES = ("Progressing", "Paused")
+
+
+def _phase(status: Mapping[str, typing.Any] | None) -> object:
+    return (status or {}).get("phase")
+
+
+def trainingjob_written(
+    namespace: str,
+    old: Mapping[str, typing.Any] | None,
+    new: Mapping[str, typing.Any] | None,
+) -> None:
+    """After a TrainingJob's cycle wrote (or left) its status: counts a new failure."""
+    counter = TRAINING_FAILURES.labels(namespace)
+    if _phase(new) == "Failed" and _phase(old) != "Failed":
+        counter.inc()
+
+
+def modelversion_written(
+    namespace: str,
+    model: str,
+    old: Mapping[str, typing.Any] | None,
+    new: Mapping[str, typing.Any] | None,
+) -> None:
+    """After a ModelVersion's status write: counts a rollout that ended without promotion."""
+    phase = _phase(new)
+    if phase in ROLLBACK_PHASES and _phase(old) != phase:
+        ROLLBACKS.labels(namespace, model, str(phase)).inc()
+
+
+class _StepCollector(registry.Collector):
+    """``toque_modelversion_step_started_timestamp_seconds``: when each Progressing or
+    Paused ModelVersion entered its current canary step (status.stepStartedAt)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._steps: dict[tuple[str, str], tuple[str, str, str, float]] = {}
+
+    def set(
+        self,
+        namespace: str,
+        name: str,
+        model: str,
+        status: Mapping[str, typing.Any] | None,
+    ) -> None:
+        """Records the version's step (or forgets it: settled, or no step), and makes its
+        model's rollback counters exist."""
+        for ended in ROLLBACK_PHASES:
+            ROLLBACKS.labels(namespace, model, ended)
+        status = status or {}
+        started = kubestatus.parse_time(status.get("stepStartedAt"))
+        phase = status.get("phase")
+        with self._lock:
+            if phase not in STEP_PHASES or started is None:
+                self._steps.pop((namespace, name), None)
+                return
+            step = str(status.get("currentStep") or 0)
+            self._steps[(namespace, name)] = (model, str(phase), step, started.timestamp())
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._steps.pop((namespace, name), None)
+
+    def collect(self) -> Iterator[core.Metric]:
+        family = gauge(
+            "toque_modelversion_step_started_timestamp_seconds",
+            "When a Progressing or Paused ModelVersion entered its current canary step.",
+            ["namespace", "modelversion", "model", "phase", "step"],
+        )
+        with self._lock:
+            items = sorted(self._steps.items())
+        for (namespace, name), (model, phase, step, started) in items:
+            family.add_metric([namespace, name, model, phase, step], started)
+        yield family
+
+
+MODELVERSION_STEPS = _StepCollector()
+prometheus_client.REGISTRY.register(MODELVERSION_STEPS)
+
+
+# -- for the chart's Grafana dashboards (dashboards/, helm/toque/dashboards/) ----------------
+# Run times, GPU time, the work the operator owes (in flight, waiting for a retry) and which
+# replica leads. Operator restarts need nothing here: process_start_time_seconds comes with
+# prometheus_client's default registry. The API latency histogram is in toque.clients.kube.
+
+TRAINING_DURATION = prometheus_client.Histogram(
+    "toque_trainingjob_duration_seconds",
+    "Run time of a finished TrainingJob, its Job's start to completion, by final phase.",
+    ["namespace", "phase"],
+    buckets=(10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 86400),
+)
+GPU_SECONDS = prometheus_client.Counter(
+    "toque_trainingjob_gpu_seconds",
+    "GPU time of finished TrainingJobs: the GPUs a run requested times its run time.",
+    ["namespace"],
+)
+IN_FLIGHT = prometheus_client.Gauge(
+    "toque_reconcile_in_flight",
+    "Reconcile cycles running or waiting for their object's lock.",
+    ["kind"],
+)
+LEADER = prometheus_client.Gauge(
+    "toque_operator_leader",
+    "1 while this process is the active replica of its election, 0 while it stands by.",
+    ["election"],
+)
+LEADER_CHANGES = prometheus_client.Counter(
+    "toque_operator_leader_changes",
+    "Times this process became the active replica of its election.",
+    ["election"],
+)
+FINISHED_PHASES = ("Succeeded", "Failed")
+# A retry kopf was asked for and never ran (the object was deleted meanwhile) stops counting
+# this long after it was due.
+QUEUE_GRACE_SECONDS = 120.0
+
+
+def trainingjob_finished(
+    namespace: str,
+    spec: Mapping[str, typing.Any] | None,
+    old: Mapping[str, typing.Any] | None,
+    new: Mapping[str, typing.Any] | None,
+) -> None:
+    """After a TrainingJob's status write: the run time and GPU time of a run that just
+    finished (the written status has both of its Job's times). The series exist at 0 from
+    the namespace's first run on, so increase() sees the first finished run too."""
+    gpus = _gpus(spec)
+    for final in FINISHED_PHASES:
+        TRAINING_DURATION.labels(namespace, final)
+    if gpus:
+        GPU_SECONDS.labels(namespace)
+    phase = _phase(new)
+    if phase not in FINISHED_PHASES or _phase(old) in FINISHED_PHASES:
+        return
+    started = kubestatus.parse_time((new or {}).get("startTime"))
+    completed = kubestatus.parse_time((new or {}).get("completionTime"))
+    if started is None or completed is None or completed < started:
+        return
+    seconds = (completed - started).total_seconds()
+    TRAINING_DURATION.labels(namespace, str(phase)).observe(seconds)
+    if gpus:
+        GPU_SECONDS.labels(namespace).inc(gpus * seconds)
+
+
+def _gpus(spec: Mapping[str, typing.Any] | None) -> int:
+    value = ((spec or {}).get("resources") or {}).get("gpu")
+    return value if isinstance(value, int) and value > 0 else 0
+
+
+def leadership(election: str, active: bool) -> None:
+    """Called by whoever runs the leader election: this process leads ``election`` now, or
+    stands by. Call it with False when standing by first, so the series exist at 0 and a
+    takeover is one increase of ``toque_operator_leader_changes_total``."""
+    with _leading_lock:
+        became = active and not _leading.get(election, False)
+        _leading[election] = active
+    changes = LEADER_CHANGES.labels(election)
+    if became:
+        changes.inc()
+    LEADER.labels(election).set(1.0 if active else 0.0)
+
+
+_leading_lock = threading.Lock()
+_leading: dict[str, bool] = {}
+
+
+class _QueueCollector(registry.Collector):
+    """``toque_reconcile_queue_depth{kind}``: objects whose last cycle did not settle them
+    (an error, or a ``LookAgain``), so kopf owes them another cycle."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kinds: set[str] = set()
+        self._due: dict[tuple[str, str, str], float] = {}
+
+    def waiting(self, kind: str, namespace: str, key: str, until: float) -> None:
+        """The object waits for a retry; forgotten after ``until`` (a monotonic time)."""
+        with self._lock:
+            self._kinds.add(kind)
+            self._due[(kind, namespace, key)] = until
+
+    def settled(self, kind: str, namespace: str, key: str) -> None:
+        with self._lock:
+            self._kinds.add(kind)
+            self._due.pop((kind, namespace, key), None)
+
+    def depth(self, now: float) -> dict[str, int]:
+        with self._lock:
+            self._due = {k: until for k, until in self._due.items() if until >= now}
+            out = dict.fromkeys(self._kinds, 0)
+            for kind, _, _ in self._due:
+                out[kind] += 1
+            return out
+
+    def collect(self) -> Iterator[core.Metric]:
+        family = gauge(
+            "toque_reconcile_queue_depth",
+            "Objects waiting for kopf to retry their cycle (their last one failed or did not "
+            "settle them).",
+            ["kind"],
+        )
+        for kind, n in sorted(self.depth(time.monotonic()).items()):
+            family.add_metric([kind], n)
+        yield family
+
+
+QUEUE = _QueueCollector()
+prometheus_client.REGISTRY.register(QUEUE)

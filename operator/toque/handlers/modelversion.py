@@ -222,6 +222,7 @@ def _act(
         if body is None:
             continue
         metrics.MODELVERSION_PHASES.set(namespace, name, status.get("phase"))
+        metrics.MODELVERSION_STEPS.set(namespace, name, model, status)
         if not kubestatus.changes(status, body.get("status")):
             continue
         try:
@@ -229,6 +230,7 @@ def _act(
         except kube.ApiException as error:
             if not kube.is_not_found(error):
                 raise
+        metrics.modelversion_written(namespace, model, body.get("status"), status)
     for event in plan.events:
         body = by_name.get(event.version)
         if body is None:
@@ -274,6 +276,7 @@ def on_modelversion_deleted(**kwargs: Any) -> None:
     model = str(kwargs["spec"].get("model"))
     cycle.retrying(_target(namespace, model), functools.partial(_deleted, namespace, model, logger))
     metrics.MODELVERSION_PHASES.set(namespace, kwargs["name"], None)
+    metrics.MODELVERSION_STEPS.forget(namespace, kwargs["name"])
 
 
 def _model_of(body: Any) -> str | None:

@@ -76,6 +76,8 @@ def _cycle(namespace: str, name: str, logger: Logger) -> decide.Plan | None:
         plan = decide.rejected(observed, plan, _api_message(error), now)
     if kubestatus.changes(plan.status, observed.status):
         k.patch_status(constants.API_VERSION, KIND, namespace, name, plan.status)
+    metrics.trainingjob_written(namespace, observed.status, plan.status)
+    metrics.trainingjob_finished(namespace, observed.spec, observed.status, plan.status)
     for event in plan.events:
         try:
             k.event(body, event.type, event.reason, event.message, now)

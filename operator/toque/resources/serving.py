@@ -141,6 +141,13 @@ def deployment(
         args += ["--sample-bucket", config.data_bucket]
     if serving.sample_rate is not None:
         args += ["--sample-rate", str(serving.sample_rate)]
+    if serving.batching is not None:
+        args += [
+            "--batch-max-rows",
+            str(serving.batching.max_rows),
+            "--batch-max-latency-ms",
+            str(serving.batching.max_latency_ms),
+        ]
     probe = {"httpGet": {"path": "/readyz", "port": PORT_NAME}, "periodSeconds": 2}
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,

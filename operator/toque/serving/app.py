@@ -1,8 +1,10 @@
 """The model server's ASGI application: routes, body limit, prediction, health, metrics.
 
 A plain ASGI callable rather than a framework: the prediction path parses with orjson,
-predicts on a numpy matrix and answers with one ``send`` of a pre-sized body, which is what
-lets one worker out-run ``mlflow models serve`` several times. Endpoints: Open Inference
+predicts on the model's fast path (a numpy matrix, or one DataFrame per batch; see
+``toque.serving.model``), micro-batches concurrent requests (``toque.serving.batcher``) and
+answers with one ``send`` of a pre-sized body, which is what lets one worker out-run
+``mlflow models serve`` many times. Endpoints: Open Inference
 Protocol v2 (``/v2/...``), MLflow's ``/invocations``, ``/healthz``, ``/readyz`` (503 while
 draining), ``/metrics``. Built by ``toque.serving.server``, which drives draining.
 
@@ -12,10 +14,10 @@ counts them against the labels (``toque.serving.metrics``), never as traffic; a 
 cannot count whole (labels missing, one per row, of the model's classes) is a 4xx and counts
 nothing.
 
-The event loop must stay free for the probes: a request whose compiled prediction costs more
-than ``INLINE_WORK`` node visits (about a millisecond) predicts in a thread pool, as does the
-parsing of a body over ``INLINE_BODY_BYTES``; small requests stay on the loop, where they
-are fastest. pyfunc models always predict in their own single thread. Every prediction
+The event loop must stay free for the probes: a prediction (of one request, or of a batch)
+estimated to take more than ``INLINE_SECONDS`` runs in a thread pool, as does the parsing of
+a body over ``INLINE_BODY_BYTES``; small ones stay on the loop, where they are fastest.
+pyfunc models always predict in their own single thread, one request at a time. Every prediction
 answer carries ``x-request-id`` (the client's, when it sent a sane one); a 500 says only
 ``internal error`` and that id, and the log has the detail under the same id.
 """
@@ -42,7 +44,7 @@ import orjson
 from prometheus_client import exposition
 
 from toque.core import redact
-from toque.serving import metrics, model, payload, sampler, signature
+from toque.serving import batcher, metrics, model, payload, sampler, signature
 
 LOG = logging.getLogger("toque.serve")
 Scope = dict[str, Any]
@@ -51,9 +53,10 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 JSON = [(b"content-type", b"application/json")]
 _DTYPES = {"f": "FP64", "i": "INT64", "u": "UINT64", "b": "BOOL", "U": "BYTES", "O": "BYTES"}
 OUTPUTS = ("predict", "predict_proba")
-# Compiled-forest work (rows x trees x depth node visits, ~15 ns each) done on the event
-# loop; more goes to the thread pool (a hop costs ~0.1 ms, which small requests skip).
-INLINE_WORK = 100_000
+# Prediction time spent on the event loop (the probes wait that long at most); longer
+# predictions go to the thread pool. A hop costs ~0.1 ms and, for work that holds the GIL
+# (scikit-learn's Python, pandas), buys only contention with the loop.
+INLINE_SECONDS = 0.01
 # Request bodies parsed on the event loop; larger ones are parsed in the thread pool.
 INLINE_BODY_BYTES = 256 << 10
 POOL_THREADS = max(2, min(4, os.cpu_count() or 1))
@@ -71,6 +74,10 @@ class Settings:
     peers_dir: pathlib.Path | None = None  # set with several workers
     sample_batch_rows: int = 1000
     sample_interval_s: float = 30.0
+    # Micro-batching: rows one model call may take from several requests (1: off), and the
+    # longest a request waits in the queue for a busy model.
+    batch_max_rows: int = 1024
+    batch_max_wait_s: float = 0.002
 
 
 class BodyTooLargeError(Exception):
@@ -104,6 +111,7 @@ class App:
         # Large parses and compiled predictions (numpy releases the GIL for most of them).
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._publisher: asyncio.Task[None] | None = None
+        self.batcher: batcher.Batcher | None = None
         self._drop_lock = threading.Lock()
         self._metadata = orjson.dumps(self._model_metadata())
 
@@ -141,10 +149,19 @@ class App:
             self.sampler.start()
         else:
             LOG.info("no --sample-bucket (or rate 0): inputs are not sampled")
-        if not self.predictor.numeric:
+        if self.predictor.fast is None:
             # pyfunc models need not be thread-safe: one thread, and the loop stays free.
             self._executor = concurrent.futures.ThreadPoolExecutor(1, "toque-predict")
         self._pool = concurrent.futures.ThreadPoolExecutor(POOL_THREADS, "toque-batch")
+        self.batcher = batcher.Batcher(
+            self.predictor,
+            s.batch_max_rows,
+            s.batch_max_wait_s,
+            INLINE_SECONDS,
+            self._executor or self._pool,
+            self._observe,
+            self.metrics.dispatched,
+        )
         if s.peers_dir is not None:
             self._publisher = asyncio.get_running_loop().create_task(self._publish())
         self.ready = True
@@ -265,11 +282,18 @@ class App:
 
     async def _parse(self, parse: Callable[..., Any], body: bytes) -> Any:
         predictor = self.predictor
+        columns = predictor.input == "columns"
         if len(body) > INLINE_BODY_BYTES and self._pool is not None:
             return await asyncio.get_running_loop().run_in_executor(
-                self._pool, parse, body, predictor.schema, predictor.numeric
+                self._pool, parse, body, predictor.schema, predictor.numeric, columns
             )
-        return parse(body, predictor.schema, predictor.numeric)
+        return parse(body, predictor.schema, predictor.numeric, columns)
+
+    def _inputs(self, batch: payload.Batch) -> Any:
+        kind = self.predictor.input
+        if kind == "matrix":
+            return batch.matrix
+        return batch.columns if kind == "columns" else batch.frame
 
     async def _run(
         self, inputs: Any, rows: int, want_proba: bool, confidence: bool
@@ -277,9 +301,21 @@ class App:
         predict = functools.partial(self.predictor.predict, inputs, want_proba, confidence)
         if self._executor is not None:
             return await asyncio.get_running_loop().run_in_executor(self._executor, predict)
-        if self._pool is not None and self.predictor.work(rows) > INLINE_WORK:
+        if self._pool is not None and self.predictor.cost(rows) > INLINE_SECONDS:
             return await asyncio.get_running_loop().run_in_executor(self._pool, predict)
         return predict()
+
+    def _observe(self, inputs: Any, rows: int, result: model.Prediction) -> None:
+        """Traffic, per model call: histograms, classes, confidence, samples."""
+        self.metrics.batch(
+            inputs,
+            rows,
+            result.class_index,
+            None if result.class_index is not None else result.values,
+            result.proba,
+        )
+        if self.sampler is not None:
+            self.sampler.offer(inputs, result.values, rows)
 
     async def _infer(self, endpoint: str, body: bytes) -> tuple[int, bytes]:
         parse = payload.parse_invocations if endpoint == "invocations" else payload.parse_infer
@@ -291,18 +327,10 @@ class App:
                 f"unknown output(s) {unknown or ['predict_proba']}; this model offers "
                 f"{list(OUTPUTS) if self._has_proba() else ['predict']}"
             )
-        inputs = batch.matrix if self.predictor.numeric else batch.frame
-        # Probabilities feed the confidence histogram on every request that has them.
-        result = await self._run(inputs, batch.rows, want_proba, self._has_proba())
-        self.metrics.batch(
-            inputs,
-            batch.rows,
-            result.class_index,
-            None if result.class_index is not None else result.values,
-            result.proba,
-        )
-        if self.sampler is not None:
-            self.sampler.offer(inputs, result.values, batch.rows)
+        assert self.batcher is not None, "startup() builds the batcher"
+        # Probabilities feed the confidence histogram on every request that has them; the
+        # batcher asks for them and counts the traffic (``_observe``).
+        result = await self.batcher.predict(self._inputs(batch), batch.rows, want_proba)
         if endpoint == "invocations":
             return 200, _dumps({"predictions": result.values})
         outputs = [
@@ -332,11 +360,14 @@ class App:
 
     async def _feedback(self, body: bytes) -> tuple[int, bytes]:
         batch, labels = await self._parse(payload.parse_feedback, body)
-        inputs = batch.matrix if self.predictor.numeric else batch.frame
+        inputs = self._inputs(batch)
         classes = self.predictor.classes
         # Checked before predicting where the classes are known: a bad body costs nothing.
         actual = None if classes is None else payload.class_labels(labels, classes)
-        values = (await self._run(inputs, batch.rows, False, False)).values
+        predicted = await self._run(inputs, batch.rows, False, False)
+        values = predicted.values
+        if predicted.inputs is not None:
+            inputs = predicted.inputs  # the DataFrame the model got, for metrics and samples
         if actual is None and values.ndim == 1 and values.dtype.kind == "f":
             truth = payload.numeric_labels(labels)
             self.metrics.feedback_values(truth, values)
@@ -424,6 +455,7 @@ def _layout(
         elif spec.get("kind") == "categorical":
             categorical.append((name, position[name], [str(c) for c in spec["categories"]]))
     compiled, classes = predictor.compiled, predictor.classes
+    batch_max_rows = settings.batch_max_rows if predictor.batchable else 1
     labels = value_edges = None
     if classes is not None:
         labels = [str(c) for c in classes.tolist()]
@@ -440,6 +472,9 @@ def _layout(
         value_edges,
         labels,
         probabilities=classes is not None,
+        fast_path=predictor.path,
+        fallback=predictor.fallback,
+        batch_max_rows=max(1, batch_max_rows),
     )
 
 

@@ -5,7 +5,8 @@ regressor, one output) into a ``Forest`` whose ``predict`` equals scikit-learn's
 inputs are rounded to float32 and compared ``<=`` with the float64 thresholds as the Cython
 code does, missing values follow ``missing_go_to_left``, and per-tree outputs are summed in
 estimator order before the division by the tree count. Called by ``toque.serving.model`` for
-the fast path; anything it does not recognise returns ``None`` and is served through pyfunc.
+the fast path (``Runner``); anything it does not recognise returns ``None`` and is served
+another way. Each row's answer is computed on its own, so it does not depend on the batch.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from toque.serving import runner
 
 _TREE_TYPES = (
     "DecisionTreeClassifier",
@@ -145,3 +148,23 @@ def compile_model(model: Any) -> Forest | None:
         if hasattr(model, "feature_names_in_")
         else None,
     )
+
+
+class Runner:
+    """The compiled forest as a fast path: probabilities come with every prediction."""
+
+    kind = "forest"
+    input = "matrix"
+    float32 = False
+
+    def __init__(self, compiled: Forest) -> None:
+        self.compiled = compiled
+        self.classes = compiled.classes
+
+    def run(self, inputs: FloatArray, proba: bool) -> runner.Output:
+        values, outputs = self.compiled.predict(inputs)
+        if self.compiled.is_classifier:
+            return runner.Output(
+                values, outputs, class_index=np.argmax(outputs, axis=1), inputs=inputs
+            )
+        return runner.Output(values, inputs=inputs)

@@ -17,6 +17,13 @@ Feedback rows (true labels sent to the feedback endpoint, not counted as traffic
 ``toque_serving_feedback_rows``, a confusion matrix ``toque_serving_feedback`` and its
 per-group split ``toque_serving_feedback_group`` for classifiers, and the summed absolute
 and squared errors for regressors.
+
+For the serving path: ``toque_serving_fast_path`` names the path the model is served on
+(``forest``, ``boosted``, ``sklearn``, ``pytorch``, ``onnx``, or ``pyfunc`` with the reason:
+``unsupported`` or ``refused`` by the load-time check); ``toque_serving_batch_rows`` counts the
+rows of each model call (several requests' rows when micro-batched) and
+``toque_serving_batch_wait_seconds`` each request's wait in the batch queue;
+``toque_serving_batch_max_rows`` is the batch limit in force (1: no micro-batching).
 """
 
 from __future__ import annotations
@@ -54,6 +61,8 @@ DURATION_BUCKETS = (
     10.0,
 )
 VALUE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096)
+WAIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1)
 FLUSH_ROWS = 4096
 FLUSH_REQUESTS = 256
 LABELS = ["model", "version"]
@@ -90,6 +99,10 @@ class Counts:
     feedback_group: dict[tuple[str, str, str, str], int] = dataclasses.field(default_factory=dict)
     feedback_abs_error: float = 0.0
     feedback_squared_error: float = 0.0
+    batch_rows: list[int] = dataclasses.field(default_factory=list)
+    batch_rows_sum: float = 0.0
+    batch_wait: list[int] = dataclasses.field(default_factory=list)
+    batch_wait_sum: float = 0.0
 
     def to_json(self) -> bytes:
         document = dataclasses.asdict(self)
@@ -112,6 +125,10 @@ class Counts:
         _add_list(self.duration, other.duration)
         _add_list(self.values, other.values)
         _add_list(self.confidence, other.confidence)
+        _add_list(self.batch_rows, other.batch_rows)
+        _add_list(self.batch_wait, other.batch_wait)
+        self.batch_rows_sum += other.batch_rows_sum
+        self.batch_wait_sum += other.batch_wait_sum
         for mine_list, theirs_list in zip(self.features, other.features, strict=False):
             _add_list(mine_list, theirs_list)
         for mine_list, theirs_list in zip(self.categories, other.categories, strict=False):
@@ -146,6 +163,9 @@ class Layout:
     # columns of proba); None: a regressor, or a model that does not say.
     class_labels: list[str] | None
     probabilities: bool = False  # the model yields proba: the confidence histogram
+    fast_path: str = "pyfunc"  # forest, sklearn, pytorch, onnx or pyfunc
+    fallback: str = ""  # pyfunc's reason: unsupported, or refused by the load-time check
+    batch_max_rows: int = 1  # rows one model call may take from several requests
 
 
 class Metrics:
@@ -162,6 +182,8 @@ class Metrics:
             feature_sums=[0.0] * len(layout.numeric),
             categories=[[0] * (len(c) + 1) for _, _, c in layout.categorical],
             confidence=[0] * (len(CONFIDENCE_EDGES) + 1),
+            batch_rows=[0] * (len(BATCH_ROWS_BUCKETS) + 1),
+            batch_wait=[0] * (len(WAIT_BUCKETS) + 1),
         )
         self.sampler_dropped = 0
         # (inputs, per-row class labels or None) of each request since the last flush
@@ -192,6 +214,15 @@ class Metrics:
         if seconds is not None:
             self.counts.duration[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
             self.counts.duration_sum += seconds
+
+    def dispatched(self, rows: int, waits: list[float]) -> None:
+        """One model call of ``rows`` rows, and how long each of its requests queued."""
+        counts = self.counts
+        counts.batch_rows[bisect.bisect_left(BATCH_ROWS_BUCKETS, rows)] += 1
+        counts.batch_rows_sum += rows
+        for wait in waits:
+            counts.batch_wait[bisect.bisect_left(WAIT_BUCKETS, wait)] += 1
+            counts.batch_wait_sum += wait
 
     def batch(
         self,
@@ -425,6 +456,7 @@ class Metrics:
         )
         info.add_metric([*base, layout.digest], 1)
         yield info
+        yield from self._serving_path(counts, base)
         requests = core.CounterMetricFamily(
             "toque_serving_requests", "Prediction requests", labels=[*LABELS, "endpoint", "code"]
         )
@@ -488,6 +520,37 @@ class Metrics:
             for k, label in enumerate([*cats, "__other__"]):
                 categories.add_metric([*base, name, label], counts.categories[i][k])
         yield categories
+
+    def _serving_path(self, counts: Counts, base: list[str]) -> Iterator[core.Metric]:
+        layout = self.layout
+        path = core.GaugeMetricFamily(
+            "toque_serving_fast_path",
+            "The path the model is served on (pyfunc: no fast path, for the reason given)",
+            labels=[*LABELS, "path", "reason"],
+        )
+        path.add_metric([*base, layout.fast_path, layout.fallback], 1)
+        yield path
+        limit = core.GaugeMetricFamily(
+            "toque_serving_batch_max_rows",
+            "Rows one model call may take from several requests (1: no micro-batching)",
+            labels=LABELS,
+        )
+        limit.add_metric(base, layout.batch_max_rows)
+        yield limit
+        rows = core.HistogramMetricFamily(
+            "toque_serving_batch_rows", "Rows per model call", labels=LABELS
+        )
+        rows.add_metric(
+            base, _buckets(BATCH_ROWS_BUCKETS, counts.batch_rows), counts.batch_rows_sum
+        )
+        yield rows
+        wait = core.HistogramMetricFamily(
+            "toque_serving_batch_wait_seconds",
+            "Time a request waited in the batch queue",
+            labels=LABELS,
+        )
+        wait.add_metric(base, _buckets(WAIT_BUCKETS, counts.batch_wait), counts.batch_wait_sum)
+        yield wait
 
     def _bias(self, counts: Counts, base: list[str]) -> Iterator[core.Metric]:
         groups = core.CounterMetricFamily(

@@ -4,8 +4,11 @@ column, row or shape at fault.
 Two body formats: MLflow's ``/invocations`` (``dataframe_split``, ``dataframe_records``,
 ``instances``, ``inputs``) and the Open Inference Protocol v2 ``infer`` request (one 2-D
 tensor ``[N, F]`` in signature column order, or one 1-D tensor per column). Both become a
-``Batch``: a float64 matrix in signature order for the compiled forest (no DataFrame on that
-path), or a DataFrame for the generic pyfunc path. A feedback body is an ``infer`` request
+``Batch``: a float64 matrix in signature order for the numeric fast paths (no DataFrame on
+that path), one validated vector per signature column for models that take a DataFrame
+(``columns``: float64 for numeric columns, object for strings; the model's DataFrame is
+built once per micro-batch by ``toque.serving.native``), or a DataFrame for the generic
+pyfunc path. A feedback body is an ``infer`` request
 plus ``"labels"``, one true label per row (``parse_feedback``), checked against the model's
 classes (``class_labels``) or as numbers for regressors (``numeric_labels``). Called by
 ``toque.serving.app`` for each request; raises ``PayloadError`` (an HTTP 4xx) on anything it
@@ -57,6 +60,8 @@ class Batch:
     rows: int
     matrix: npt.NDArray[np.float64] | None = None  # numeric path, signature column order
     frame: pd.DataFrame | None = None  # generic path
+    # column path: signature name → float64 (numeric) or object (string) vector
+    columns: dict[str, npt.NDArray[Any]] | None = None
     outputs: tuple[str, ...] = ()  # OIP outputs asked for by name
 
 
@@ -81,7 +86,9 @@ class _Columns:
     data: dict[str, Any]
 
 
-def parse_invocations(body: bytes, schema: signature.Schema | None, numeric: bool) -> Batch:
+def parse_invocations(
+    body: bytes, schema: signature.Schema | None, numeric: bool, columns: bool = False
+) -> Batch:
     document = loads(body)
     if not isinstance(document, dict):
         raise PayloadError("request body must be a JSON object with one of " + _keys())
@@ -93,12 +100,12 @@ def parse_invocations(body: bytes, schema: signature.Schema | None, numeric: boo
     if key == "dataframe_split":
         if not isinstance(value, dict) or not isinstance(value.get("data"), list):
             raise PayloadError('dataframe_split must be {"columns": [...], "data": [[...], ...]}')
-        columns = value.get("columns")
-        if columns is not None and not (
-            isinstance(columns, list) and all(isinstance(c, str) for c in columns)
+        names = value.get("columns")
+        if names is not None and not (
+            isinstance(names, list) and all(isinstance(c, str) for c in names)
         ):
             raise PayloadError("dataframe_split.columns must be a list of column names")
-        table: _Rows | _Columns = _Rows(value["data"], columns)
+        table: _Rows | _Columns = _Rows(value["data"], names)
     elif key == "dataframe_records":
         table = _records(value, key)
     elif isinstance(value, dict):
@@ -109,15 +116,17 @@ def parse_invocations(body: bytes, schema: signature.Schema | None, numeric: boo
         table = _Rows(value, None)
     else:
         raise PayloadError(f"{key} must be a list of rows or an object of columns")
-    return _batch(table, schema, numeric)
+    return _batch(table, schema, numeric, columns)
 
 
-def parse_infer(body: bytes, schema: signature.Schema | None, numeric: bool) -> Batch:
-    return _infer(loads(body), schema, numeric)
+def parse_infer(
+    body: bytes, schema: signature.Schema | None, numeric: bool, columns: bool = False
+) -> Batch:
+    return _infer(loads(body), schema, numeric, columns)
 
 
 def parse_feedback(
-    body: bytes, schema: signature.Schema | None, numeric: bool
+    body: bytes, schema: signature.Schema | None, numeric: bool, columns: bool = False
 ) -> tuple[Batch, list[Any]]:
     """``{"inputs": <as infer>, "labels": [one per row], "parameters"?}`` → batch, labels."""
     document = loads(body)
@@ -129,7 +138,7 @@ def parse_feedback(
     labels = document["labels"]
     if not isinstance(labels, list):
         raise PayloadError(f"labels must be a list (one per row), got {type(labels).__name__}")
-    batch = _infer(document, schema, numeric)
+    batch = _infer(document, schema, numeric, columns)
     if len(labels) != batch.rows:
         raise PayloadError(f"{len(labels)} label(s) for {batch.rows} row(s); send one per row")
     for i, label in enumerate(labels):
@@ -182,7 +191,9 @@ def numeric_labels(labels: list[Any]) -> npt.NDArray[np.float64]:
     return np.asarray(labels, dtype=np.float64)
 
 
-def _infer(document: Any, schema: signature.Schema | None, numeric: bool) -> Batch:
+def _infer(
+    document: Any, schema: signature.Schema | None, numeric: bool, columns: bool = False
+) -> Batch:
     if not isinstance(document, dict) or not isinstance(document.get("inputs"), list):
         raise PayloadError(
             'an infer request is {"inputs": [{"name", "shape", "datatype", "data"}]}'
@@ -211,9 +222,9 @@ def _infer(document: Any, schema: signature.Schema | None, numeric: bool) -> Bat
                 f"{shape}; or send one 1-D tensor per column named {names}"
             )
         matrix = _tensor(tensor, shape)
-        batch = _batch(_Rows(matrix, None), schema, numeric)
+        batch = _batch(_Rows(matrix, None), schema, numeric, columns)
     else:
-        columns: dict[str, Any] = {}
+        named: dict[str, Any] = {}
         for tensor in tensors:
             shape = tensor["shape"]
             if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
@@ -221,8 +232,8 @@ def _infer(document: Any, schema: signature.Schema | None, numeric: bool) -> Bat
                     f"input {tensor['name']!r}: a per-column tensor must have shape [rows], "
                     f"got {shape}"
                 )
-            columns[str(tensor["name"])] = _tensor(tensor, shape).reshape(-1)
-        batch = _batch(_Columns(columns), schema, numeric)
+            named[str(tensor["name"])] = _tensor(tensor, shape).reshape(-1)
+        batch = _batch(_Columns(named), schema, numeric, columns)
     batch.outputs = outputs
     return batch
 
@@ -267,7 +278,9 @@ def _records(value: Any, key: str) -> _Columns | _Rows:
     return _Columns({k: [r.get(k) for r in value] for k in keys})
 
 
-def _batch(table: _Rows | _Columns, schema: signature.Schema | None, numeric: bool) -> Batch:
+def _batch(
+    table: _Rows | _Columns, schema: signature.Schema | None, numeric: bool, columns: bool = False
+) -> Batch:
     if schema is None or not schema.named:
         width = schema.width if schema else 0
         return _unnamed(table, width, numeric)
@@ -281,15 +294,17 @@ def _batch(table: _Rows | _Columns, schema: signature.Schema | None, numeric: bo
             raise PayloadError(f"columns have different lengths: {lengths}")
         rows = next(iter(lengths.values()), 0)
         ordered = {n: table.data.get(n, [None] * rows) for n in names}
+        if columns:
+            return Batch(rows, columns=_typed_columns(ordered, schema))
         if not numeric:
             return Batch(rows, frame=_frame(pd.DataFrame(ordered), schema))
         parts = [_column_vector(ordered[c.name], c) for c in schema.columns]
         matrix = np.column_stack(parts) if parts else np.empty((rows, 0))
         return Batch(rows, matrix=_check_integers(matrix, schema))
     given = table.names
-    if given is None:
-        return _positional(table.data, schema, numeric)
-    if given == names:
+    if given is None or given == names:
+        if columns:
+            return _columns_of_rows(table.data, schema)
         return _positional(table.data, schema, numeric)
     missing = [n for n in names if n not in given and _required(schema, n)]
     if missing:
@@ -298,11 +313,60 @@ def _batch(table: _Rows | _Columns, schema: signature.Schema | None, numeric: bo
         raise PayloadError("duplicate column names")
     listed = _row_list(table.data, len(given))
     position = {n: i for i, n in enumerate(given)}
-    columns = {
+    by_name = {
         n: [r[position[n]] for r in listed] if n in position else [None] * len(listed)
         for n in names
     }
-    return _batch(_Columns(columns), schema, numeric)
+    return _batch(_Columns(by_name), schema, numeric, columns)
+
+
+def _columns_of_rows(data: Any, schema: signature.Schema) -> Batch:
+    """Rows in signature order → one vector per column (a 2-D tensor is sliced, not copied)."""
+    if isinstance(data, np.ndarray) and data.ndim == 2:
+        if data.shape[1] != schema.width:
+            raise PayloadError(f"expected {schema.width} values per row, got {data.shape[1]}")
+        sliced = {c.name: data[:, j] for j, c in enumerate(schema.columns)}
+        return Batch(data.shape[0], columns=_typed_columns(sliced, schema))
+    rows = _row_list(data, schema.width)
+    transposed = list(zip(*rows, strict=True)) if rows else [() for _ in schema.columns]
+    named: dict[str, Any] = {c.name: list(transposed[j]) for j, c in enumerate(schema.columns)}
+    return Batch(len(rows), columns=_typed_columns(named, schema))
+
+
+def _typed_columns(named: dict[str, Any], schema: signature.Schema) -> dict[str, npt.NDArray[Any]]:
+    """Each signature column validated: float64 for numeric types, object for strings."""
+    out: dict[str, npt.NDArray[Any]] = {}
+    for column in schema.columns:
+        values = named[column.name]
+        if column.type in signature.NUMERIC:
+            vector = _column_vector(values, column)
+            if column.type in signature.INTEGER:
+                bad = np.flatnonzero((vector != np.round(vector)) & np.isfinite(vector))
+                if bad.size:
+                    raise PayloadError(
+                        f"column {column.name!r} expects {column.type}, got "
+                        f"{float(vector[bad[0]])!r} in row {bad[0]}"
+                    )
+            if column.required and vector.size and np.isnan(vector).any():
+                row = int(np.argmax(np.isnan(vector)))
+                raise PayloadError(f"column {column.name!r}: null value in row {row}")
+            out[column.name] = vector
+            continue
+        array = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=object)
+        if array.dtype.kind not in "OU":
+            bad_value = array.reshape(-1)[0] if array.size else None
+            raise PayloadError(f"column {column.name!r} expects string, got {bad_value!r}")
+        array = array.astype(object, copy=False).reshape(-1)
+        for i, value in enumerate(array.tolist()):
+            if value is None:
+                if column.required:
+                    raise PayloadError(f"column {column.name!r}: null value in row {i}")
+            elif not isinstance(value, str):
+                raise PayloadError(
+                    f"column {column.name!r} expects string, got {value!r} in row {i}"
+                )
+        out[column.name] = array
+    return out
 
 
 def _positional(data: Any, schema: signature.Schema, numeric: bool) -> Batch:

@@ -6,14 +6,17 @@ Nothing listens before the model is verified: a missing expected digest (without
 retrying. Shutdown is graceful the way Kubernetes needs it: the first SIGTERM turns
 ``/readyz`` to 503 while requests are still served for ``drain_s`` (endpoints catch up),
 then the listener closes, in-flight requests finish and the process exits 0; a second
-signal exits at once. With ``workers > 1`` the parent binds the socket and forks workers
-that share it. Called by ``toque.cli.serve_cmd``.
+signal exits at once. With ``workers > 1`` the parent loads the model, binds the socket and
+forks workers that share both: the model's arrays stay one copy in memory (copy-on-write),
+and ``gc.freeze`` keeps the children's garbage collector from writing to (and so copying)
+the pages of the objects loaded before the fork. Called by ``toque.cli.serve_cmd``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import logging
 import os
 import pathlib
@@ -50,6 +53,8 @@ class Options:
     dependency_timeout_s: float = 60.0
     sample_batch_rows: int = 1000
     sample_interval_s: float = 30.0
+    batch_max_rows: int = 1024
+    batch_max_wait_s: float = 0.002
 
 
 class DrainingServer(uvicorn.Server):
@@ -110,6 +115,9 @@ def serve(options: Options) -> int:
     # Our retry loop decides how long to wait for MLflow; its client should fail fast.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    # One OpenMP thread per worker (see ``model.one_thread``), in every thread: libgomp reads
+    # this when scikit-learn or torch first loads it, which is below.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     # Nothing may be unpickled until the model is verified (MLflow's default allows it).
     model.deny_deserialization()
     try:
@@ -144,6 +152,8 @@ def serve(options: Options) -> int:
         peers_dir=peers,
         sample_batch_rows=options.sample_batch_rows,
         sample_interval_s=options.sample_interval_s,
+        batch_max_rows=options.batch_max_rows,
+        batch_max_wait_s=options.batch_max_wait_s,
     )
     application = app.App(settings, predictor, fetched.bins)
     config = uvicorn.Config(
@@ -168,6 +178,10 @@ def serve(options: Options) -> int:
 def _prefork(config: uvicorn.Config, application: app.App, options: Options) -> int:
     """Parent: bind, fork workers sharing the socket, forward signals, reap them."""
     sock = config.bind_socket()
+    # Everything loaded so far is shared with the workers; a collection in a worker would
+    # touch every object's header and copy its page.
+    gc.collect()
+    gc.freeze()
     children: list[int] = []
     for _ in range(options.workers):
         pid = os.fork()

@@ -26,6 +26,15 @@ OIP_TYPES = {
     "string": "BYTES",
     "binary": "BYTES",
 }
+# What MLflow's schema enforcement makes of each column type (``DataType.to_numpy``): the
+# dtypes a pyfunc model of a signature sees, and so what the fast paths feed.
+NUMPY_TYPES = {
+    "double": "float64",
+    "float": "float32",
+    "long": "int64",
+    "integer": "int32",
+    "boolean": "bool",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +50,7 @@ class Schema:
 
     columns: tuple[Column, ...]
     width: int
+    dtype: str | None = None  # a tensor signature's numpy dtype ("float32", ...)
 
     @property
     def names(self) -> list[str]:
@@ -53,6 +63,11 @@ class Schema:
     @property
     def numeric(self) -> bool:
         return all(c.type in NUMERIC for c in self.columns)
+
+    @property
+    def tabular(self) -> bool:
+        """Named numeric and string columns only: what the column path takes."""
+        return self.named and all(c.type in NUMERIC or c.type == "string" for c in self.columns)
 
     def index(self) -> dict[str, int]:
         return {c.name: i for i, c in enumerate(self.columns)}
@@ -74,9 +89,11 @@ def from_mlmodel(mlmodel: dict[str, Any]) -> Schema | None:
         return None
     specs = json.loads(raw) if isinstance(raw, str) else raw
     if len(specs) == 1 and specs[0].get("type") == "tensor":
-        shape = specs[0].get("tensor-spec", {}).get("shape", [])
+        spec = specs[0].get("tensor-spec", {})
+        shape = spec.get("shape", [])
         width = int(shape[-1]) if len(shape) == 2 and int(shape[-1]) > 0 else 0
-        return Schema((), width)
+        dtype = spec.get("dtype")
+        return Schema((), width, str(dtype) if dtype else None)
     columns = tuple(
         Column(str(s.get("name", i)), str(s.get("type", "double")), bool(s.get("required", True)))
         for i, s in enumerate(specs)

@@ -249,6 +249,7 @@ def train(entrypoint: str) -> Outcome:
         if model_digest:
             client.set_tag(run_id, "toque.model_digest", model_digest)
         _log_feature_bins(client, run_id, result, workdir)
+        _log_validation_sample(client, run_id, result, workdir)
         _log_report_artifacts(client, run_id, result, workdir)
         status = "FINISHED"
     finally:
@@ -323,6 +324,30 @@ def _log_feature_bins(
             LOG.warning("no feature bins: %s", redact.redact(str(error)))
             return
     client.log_artifact(run_id, str(path), bins.ARTIFACT_DIR)
+
+
+def _log_validation_sample(
+    client: Any, run_id: str, result: context.Result, workdir: pathlib.Path
+) -> None:
+    """``toque/validation-sample.parquet``: up to 64 validation rows and the model's own
+    predictions of them (column ``toque.prediction``), which the model server compares its
+    fast path with at load (``toque.serving.exact``). Non-fatal like the bins.
+    """
+    features = _features(result)
+    if result.model is None or features is None:
+        return
+    try:
+        sample = features.head(64).reset_index(drop=True)
+        predictions = result.model.predict(sample)
+        if getattr(predictions, "ndim", 1) == 1 and len(predictions) == len(sample):
+            sample = sample.assign(**{"toque.prediction": list(predictions)})
+        directory = workdir / "toque-sample"
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "validation-sample.parquet"
+        sample.to_parquet(path, index=False)
+        client.log_artifact(run_id, str(path), bins.ARTIFACT_DIR)
+    except Exception as error:
+        LOG.warning("no validation sample: %s", redact.redact(str(error)))
 
 
 def _log_report_artifacts(
