@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import pathlib
 from collections.abc import Iterator
 
 import pytest
@@ -110,7 +109,7 @@ def spare_network() -> Iterator[node.Network]:
 
 @pytest.mark.parametrize("ending", ["stopped", "killed"])
 def test_a_node_that_ends_leaves_no_container_namespace_mount_veth_rule_or_cgroup(
-    tmp_path: pathlib.Path, spare_network: node.Network, ending: str
+    tmp_path_factory: pytest.TempPathFactory, spare_network: node.Network, ending: str
 ) -> None:
     """A second node beside the session's, without kube-proxy (whose nftables tables have
     fixed names: the session's own node shows their removal when the session ends).
@@ -120,7 +119,9 @@ def test_a_node_that_ends_leaves_no_container_namespace_mount_veth_rule_or_cgrou
     creates its bridge."""
     tables_before = node._nft_tables()
     c = local.LocalCluster(
-        workdir=tmp_path / "cluster",
+        # Short: the kubelet's unix sockets live under it (tmp_path's test-named folder is
+        # too long for them once pytest's run counter has three digits).
+        workdir=tmp_path_factory.mktemp(f"spare-{ending}"),
         nodes=(local.NodeSpec("spare-node-0", real=True, tainted=False),),
         network=spare_network,
         proxy=False,

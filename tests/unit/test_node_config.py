@@ -92,3 +92,13 @@ def test_image_references_split_at_the_tag_not_the_registry_port(
 def test_an_image_reference_without_a_tag_is_refused(reference: str) -> None:
     with pytest.raises(ValueError, match="no tag"):
         install.split_image(reference)
+
+
+def test_a_workdir_too_long_for_the_kubelets_sockets_is_refused_before_anything_starts(
+    tmp_path: pathlib.Path,
+) -> None:
+    deep = tmp_path / ("d" * 90)
+    real = node.RealNode(node.NodeConfig.__new__(node.NodeConfig), deep, {}, lambda: 0)
+    with pytest.raises(node.NodeError, match="too long for the kubelet's unix sockets"):
+        real.start()
+    assert not deep.exists()

@@ -36,6 +36,8 @@ from toque.local import processes
 
 CGROUP_ROOT = pathlib.Path("/sys/fs/cgroup")
 CNI_BIN_DIR = "/usr/lib/cni"
+# sun_path holds 108 bytes with its terminating NUL.
+SOCKET_PATH_MAX = 107
 # The API server's --service-cluster-ip-range (cluster.py).
 SERVICE_CIDR = "10.0.0.0/24"
 # Debian's packages for the node; installed by hack/node-deps.sh when missing.
@@ -289,6 +291,14 @@ class RealNode:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self, timeout: float = 60.0) -> None:
+        # The kubelet binds unix sockets under its root dir (pod-resources/<10 digits>); a
+        # longer path than sun_path's 107 bytes fails its bind, and the node never gets Ready.
+        longest = os.fsencode(self.workdir.resolve() / "kubelet" / "pod-resources" / ("9" * 10))
+        if len(longest) > SOCKET_PATH_MAX:
+            raise NodeError(
+                f"the node's workdir {self.workdir} is {len(longest) - SOCKET_PATH_MAX} bytes "
+                "too long for the kubelet's unix sockets; choose a shorter one"
+            )
         missing = missing_host_tools()
         if missing:
             raise NodeError(
