@@ -21,7 +21,11 @@ def test_chart_lints_strictly(cluster: local.LocalCluster) -> None:
 @pytest.mark.parametrize(
     ("flag", "message"),
     [
-        ("operator.replicas=3", "replicas"),
+        ("operator.replicas=10", "replicas"),
+        ("operator.replicas=-1", "replicas"),
+        ("operator.leaderElection.enabled=false", "needs operator.leaderElection.enabled"),
+        ("operator.leaderElection.renewDeadline=15", "retryPeriod < renewDeadline < leaseDuration"),
+        ("operator.leaderElection.leaseDuration=fast", "leaseDuration"),
         ("image.pullPolicy=Sometimes", "pullPolicy"),
         ("operator.watchNamespaces[0]=Bad_NS", "watchNamespaces"),
         ("unknownKey=1", "unknownKey"),
@@ -71,7 +75,8 @@ def test_chart_installs_and_its_pod_meets_restricted(cluster: local.LocalCluster
     deployment = json.loads(
         cluster.kubectl("get", "deployment", "toque-chart-operator", "-n", ns, "-o", "json").stdout
     )
-    assert deployment["status"].get("readyReplicas") == 1
+    # Two replicas, both Ready (kwok's simulated kubelet): one leads, one stands by.
+    assert deployment["status"].get("readyReplicas") == 2
     can = cluster.kubectl(
         "auth",
         "can-i",
@@ -94,4 +99,9 @@ def test_chart_installs_and_its_pod_meets_restricted(cluster: local.LocalCluster
         check=False,
     )
     assert can.stdout.strip() == "yes"
+    sa = f"--as=system:serviceaccount:{ns}:toque-chart-operator"
+    own = ("update", "leases.coordination.k8s.io/toque-chart-operator", "-n", ns, sa)
+    other = ("update", "leases.coordination.k8s.io/kube-scheduler", "-n", "kube-system", sa)
+    assert cluster.kubectl("auth", "can-i", *own, check=False).stdout.strip() == "yes"
+    assert cluster.kubectl("auth", "can-i", *other, check=False).stdout.strip() == "no"
     cluster.helm("uninstall", "toque-chart", "--namespace", ns, "--wait")

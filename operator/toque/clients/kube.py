@@ -87,6 +87,7 @@ class Kube:
         body: Any = None,
         content_type: str | None = None,
         query: list[tuple[str, str]] | None = None,
+        timeout: float = 30,
     ) -> Any:
         """Any REST call by path; JSON in and out, ApiException on a non-2xx answer."""
         headers = {"Accept": "application/json"}
@@ -103,7 +104,7 @@ class Kube:
         started, code = time.monotonic(), "error"
         try:
             response = self.api.call_api(
-                method_, url, header_params=headers_, body=body_, _request_timeout=30
+                method_, url, header_params=headers_, body=body_, _request_timeout=timeout
             )
             response.read()  # type: ignore[no-untyped-call]
             code = str(response.status)

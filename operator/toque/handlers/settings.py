@@ -26,7 +26,6 @@ def watch_only_owned_children(settings: kopf.OperatorSettings) -> None:
 @kopf.on.startup()
 def configure(**kwargs: Any) -> None:
     settings: kopf.OperatorSettings = kwargs["settings"]
-    logger: logging.Logger = kwargs["logger"]
     # kopf's bookkeeping goes to annotations, so status holds only our fields. Its own
     # prefix, not toque.dev: kopf leaves every annotation under its prefix out of the diff,
     # and the user's toque.dev/action annotation must trigger an update.
@@ -45,7 +44,11 @@ def configure(**kwargs: Any) -> None:
     # kopf's own "handler succeeded" Events are noise next to ours.
     settings.posting.level = logging.WARNING
     settings.execution.max_workers = int(os.environ.get("TOQUE_WORKERS", "8"))
-    settings.peering.name = os.environ.get("TOQUE_PEERING", "toque")
+
+
+def serve_metrics(logger: logging.Logger) -> None:
+    """The metrics endpoint, started before any election: a standby is scraped too, so
+    ``toque_operator_leader`` shows both replicas and a takeover shows on the dashboard."""
     port = int(os.environ.get("TOQUE_METRICS_PORT", "8080"))
     if port:
         addr = os.environ.get("TOQUE_METRICS_ADDR", "0.0.0.0")

@@ -3,14 +3,16 @@ operator running as a pod from Toque's image under the chart's ServiceAccount, o
 node. Used by the local stack (``make up``) and the end-to-end tests.
 
 ``OperatorRelease`` also gives the tests what they need of the running operator: stop and
-start it (the Deployment scaled to 0 and back), kill its pod as a crash would, read its logs
-(every pod it has had) and its metrics.
+start it (the Deployment scaled to 0 and back), kill its pods, SIGKILL the leader's process as
+a crash would, tell the leader from the standby, read the logs (every pod it has had) and the
+leader's metrics.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import urllib.request
 from typing import Any
 
@@ -19,6 +21,7 @@ import yaml
 from toque.local import cluster as local
 
 NAMESPACE = "toque-system"
+ROLE_LABEL = "toque.dev/role"  # set by each replica: active or standby
 CHART = local.REPO_ROOT / "helm" / "toque"
 
 
@@ -98,27 +101,82 @@ class OperatorRelease:
         name: str = items[0]["metadata"]["name"]
         return name
 
-    def pod(self) -> dict[str, Any]:
-        """The operator's running pod (fails when none is)."""
-        running = [
+    @property
+    def replicas(self) -> int:
+        """The replicas the release runs (the chart's default: 2, one leading)."""
+        return int(self.values.get("operator", {}).get("replicas", 2))
+
+    def running_pods(self) -> list[dict[str, Any]]:
+        return [
             p
             for p in self._pods()
             if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
         ]
-        if len(running) != 1:
-            raise local.ClusterError(f"{len(running)} running operator pods")
-        found: dict[str, Any] = running[0]
-        return found
+
+    def pod(self) -> dict[str, Any]:
+        """The leading replica's pod: the one labelled active that holds the Lease (fails
+        when none is)."""
+        holder = self.lease_holder()
+        for pod in self.running_pods():
+            labels = pod["metadata"].get("labels") or {}
+            if pod["metadata"]["name"] == holder and labels.get(ROLE_LABEL) == "active":
+                return pod
+        raise local.ClusterError(f"no running operator pod leads (Lease holder {holder!r})")
+
+    def lease(self) -> dict[str, Any]:
+        """The operator's Lease ({} when there is none yet)."""
+        found = self.cluster.kubectl(
+            "get", "lease", self._deployment_name(), "-n", self.namespace, "-o", "json", check=False
+        )
+        if found.returncode != 0:
+            return {}
+        lease: dict[str, Any] = json.loads(found.stdout)
+        return lease
+
+    def lease_holder(self) -> str:
+        """The pod whose process holds the operator's Lease ("" when none does): a
+        replica's identity is its pod's name and a suffix of its own."""
+        holder = str((self.lease().get("spec") or {}).get("holderIdentity") or "")
+        return holder.rpartition("_")[0] if "_" in holder else holder
 
     def _ready(self) -> bool:
-        pod = self.pod()
-        return all(s.get("ready") for s in pod["status"].get("containerStatuses", []))
+        pods = self.running_pods()
+        if len(pods) != self.replicas:
+            return False
+        if not all(s.get("ready") for p in pods for s in p["status"].get("containerStatuses", [])):
+            return False
+        try:
+            self.pod()
+        except local.ClusterError:
+            return False
+        return True
 
     def start(self, timeout: float = 120) -> None:
         self.cluster.kubectl(
-            "scale", "deployment", self._deployment_name(), "-n", self.namespace, "--replicas=1"
+            "scale",
+            "deployment",
+            self._deployment_name(),
+            "-n",
+            self.namespace,
+            f"--replicas={self.replicas}",
         )
-        self.cluster.wait_for(self._ready, timeout, "the operator's pod to be ready")
+        self.cluster.wait_for(self._ready, timeout, "the operator's pods to be ready, one leading")
+
+    def crash_leader(self) -> str:
+        """SIGKILL the leading replica's process, as a crash or the OOM killer would: no
+        shutdown, no Lease released. The kubelet restarts the container. Returns the pod's
+        name."""
+        pod = self.pod()
+        node = self.cluster.real_node
+        if node is None:
+            raise local.ClusterError("the operator's pods run on the real node; there is none")
+        statuses = pod["status"].get("containerStatuses") or []
+        container = next(s for s in statuses if s["name"] == "operator")
+        task = str(container["containerID"]).rpartition("//")[2]
+        self._keep_logs()
+        node.ctr("tasks", "kill", "--signal", "SIGKILL", task)
+        name: str = pod["metadata"]["name"]
+        return name
 
     def stop(self, timeout: float = 60) -> None:
         """Scale to zero and wait until the pod is gone (its logs are kept)."""
@@ -160,20 +218,24 @@ class OperatorRelease:
         return not self._pods()
 
     def _keep_logs(self) -> None:
-        with contextlib.suppress(local.ClusterError):
-            self._logs.append(self.current_log())
+        for pod in self._pods():
+            with contextlib.suppress(local.ClusterError):
+                self._logs.append(self._pod_log(pod["metadata"]["name"]))
+
+    def _pod_log(self, name: str) -> str:
+        return self.cluster.kubectl("logs", name, "-n", self.namespace).stdout
 
     def current_log(self) -> str:
-        name = self.pod()["metadata"]["name"]
-        return self.cluster.kubectl("logs", name, "-n", self.namespace).stdout
+        """The leading replica's log."""
+        return self._pod_log(self.pod()["metadata"]["name"])
 
     def log(self) -> str:
         """Every line the operator has written in this session, across its pods."""
         text = "".join(self._logs)
-        try:
-            return text + self.current_log()
-        except local.ClusterError:
-            return text
+        for pod in self._pods():
+            with contextlib.suppress(local.ClusterError):
+                text += self._pod_log(pod["metadata"]["name"])
+        return text
 
     @property
     def metrics_url(self) -> str:
