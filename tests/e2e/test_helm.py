@@ -49,8 +49,17 @@ def test_namespaced_mode_renders_roles_not_clusterroles(cluster: local.LocalClus
         "--set",
         "operator.watchNamespaces={team-a,team-b}",
     )
-    kinds = [d["kind"] for d in yaml.safe_load_all(out) if d]
-    assert "ClusterRole" not in kinds and kinds.count("Role") == 2
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    assert "ClusterRole" not in [d["kind"] for d in docs]
+    # One Role per watched namespace, and the election's (its Lease, its own pods) at home.
+    roles = sorted(
+        (d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs if d["kind"] == "Role"
+    )
+    assert roles == [
+        ("team-a", "toque-operator"),
+        ("team-b", "toque-operator"),
+        ("toque-system", "toque-operator-election"),
+    ]
     deployment = next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment")
     command = deployment["spec"]["template"]["spec"]["containers"][0]["command"]
     assert "--namespace=team-a" in command and "--namespace=team-b" in command
