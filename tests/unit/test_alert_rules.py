@@ -29,6 +29,7 @@ ALERTS = (
     "ToqueBias",
     "ToqueDriftMonitorFailed",
     "ToqueOperatorDown",
+    "ToqueOperatorNoLeader",
     "ToqueOperatorNotReconciling",
     "ToqueReconcileErrors",
 )
