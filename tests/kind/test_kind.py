@@ -275,6 +275,9 @@ def toque(
             "credentialsSecret": CREDENTIALS_SECRET,
         },
         "prometheus": {"url": ""},
+        # One replica (still elected through the Lease): a standby's 100m would not leave the
+        # training pod its CPU on two cores.
+        "operator": {"replicas": 1},
     }
     path = workdir / "values.yaml"
     path.write_text(yaml.safe_dump(values))
