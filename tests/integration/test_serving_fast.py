@@ -33,7 +33,7 @@ from toque.serving import bins as serving_bins
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 WORKERS = {"hgb": 2}
-PATHS = {"forest": "forest", "pipeline": "sklearn", "hgb": "boosted", "columns": "sklearn"}
+PATHS = {"forest": "forest", "pipeline": "linear", "hgb": "boosted", "columns": "linear"}
 
 
 @dataclasses.dataclass

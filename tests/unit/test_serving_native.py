@@ -2,11 +2,12 @@
 
 Four models on scikit-learn's breast-cancer data (569 rows), saved as the trainer saves
 them (skops): a 50-tree forest (compiled), a StandardScaler + LogisticRegression Pipeline
-and a HistGradientBoostingClassifier (the estimator fed a matrix), and a ColumnTransformer
-(one-hot string columns + scaling) + LogisticRegression on a mixed-type frame (fed one
-DataFrame per batch). Each is loaded by ``model.load`` and asked through the in-process
-ASGI app: /invocations (dataframe_split, dataframe_records) and v2 infer (one tensor, one
-tensor per column). A fast path that answers otherwise than pyfunc is refused.
+(numpy, ``toque.serving.linear``), a HistGradientBoostingClassifier (compiled), and a
+ColumnTransformer (one-hot string columns + scaling) + LogisticRegression on a mixed-type
+frame (numpy, fed one vector per column). Each is loaded by ``model.load`` and asked
+through the in-process ASGI app: /invocations (dataframe_split, dataframe_records) and v2
+infer (one tensor, one tensor per column). A fast path that answers otherwise than pyfunc
+is refused.
 
 Probabilities are compared with ``predict_proba`` of the DataFrame a request body makes
 (built column by column, as pyfunc's is): a linear model's BLAS dot products round the last
@@ -28,16 +29,17 @@ import pandas as pd
 import pytest
 
 from toque.core import digest
-from toque.serving import app, exact, metrics, model, native, runner, signature
+from toque.serving import app, exact, linear, metrics, model, native, runner, signature
 
 # MLflow's own warnings while saving; scikit-learn's about a matrix without column names.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 PATHS = {
     "forest": ("forest", "matrix", exact.EXACT),
     # BLAS: the final logistic regression's answers depend on the batch, not the transforms'.
-    "pipeline": ("sklearn", "matrix", exact.TRANSFORMS),
+    # Scalers, one-hot encoding and a logistic regression: numpy (toque.serving.linear).
+    "pipeline": ("linear", "matrix", exact.TRANSFORMS),
     "hgb": ("boosted", "matrix", exact.EXACT),
-    "columns": ("sklearn", "columns", exact.TRANSFORMS),
+    "columns": ("linear", "columns", exact.TRANSFORMS),
 }
 
 
@@ -241,26 +243,31 @@ def test_the_fast_path_reports_itself_in_the_metrics(
     from prometheus_client import exposition
 
     rendered = exposition.generate_latest(text).decode()
-    assert 'toque_serving_fast_path{model="m",path="sklearn",reason="",version="1"} 1.0' in rendered
+    assert 'toque_serving_fast_path{model="m",path="linear",reason="",version="1"} 1.0' in rendered
     assert 'toque_serving_batch_max_rows{model="m",version="1"} 1024.0' in rendered
 
 
 def test_a_fast_path_that_answers_otherwise_is_refused_for_pyfunc(
     saved: dict[str, Saved], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    honest = native.Sklearn.run
+    def off_by_one_row(honest: Any) -> Any:
+        def run(self: Any, inputs: Any, proba: bool) -> runner.Output:
+            out: runner.Output = honest(self, inputs, proba)
+            out.values = out.values.copy()
+            out.values[0] = 1 - out.values[0]
+            return out
 
-    def off_by_one_row(self: native.Sklearn, inputs: Any, proba: bool) -> runner.Output:
-        out = honest(self, inputs, proba)
-        out.values = out.values.copy()
-        out.values[0] = 1 - out.values[0]
-        return out
+        return run
 
-    monkeypatch.setattr(native.Sklearn, "run", off_by_one_row)
+    for kind in (native.Sklearn, linear.Linear):
+        monkeypatch.setattr(kind, "run", off_by_one_row(kind.run))
     with caplog.at_level(logging.INFO, logger="toque.serve"):
         predictor = load(saved["pipeline"])
     assert (predictor.path, predictor.fallback) == ("pyfunc", "refused")
-    assert "serving through mlflow.pyfunc (sklearn: predictions differ" in caplog.text
+    assert (
+        "serving through mlflow.pyfunc (linear: predictions differ from pyfunc's; "
+        "sklearn: predictions differ" in caplog.text
+    )
     item = saved["pipeline"]
     split = {"dataframe_split": json.loads(item.frame.to_json(orient="split", index=False))}
     served = serve(predictor)

@@ -232,7 +232,7 @@ class Metrics:
         predictions: npt.NDArray[Any] | None,
         proba: npt.NDArray[np.float64] | None = None,
     ) -> None:
-        """Buffer one request's inputs (matrix or frame) and predictions for ``flush``."""
+        """Buffer one request's inputs (matrix, frame or column vectors) and predictions."""
         self.counts.rows += rows
         self._pending_requests += 1
         if class_index is not None:
@@ -299,7 +299,7 @@ class Metrics:
             if isinstance(inputs, np.ndarray):
                 column = inputs[:, j]
             elif name in inputs:
-                column = inputs[name].to_numpy()
+                column = np.asarray(inputs[name])
             else:
                 out.append(None)
                 continue
@@ -338,15 +338,35 @@ class Metrics:
                 [matrix[:, j] for _, j, _ in self.layout.categorical],
                 _concatenate([classes for _, classes in matrices]),
             )
-        for frame, classes in frames:
-            self._numeric_frame(frame)
-            self._categorical(
-                [
-                    frame[n].to_numpy() if n in frame else np.empty(0)
-                    for n, _, _ in self.layout.categorical
-                ],
-                classes,
-            )
+        if frames:
+            self._frames(frames)
+
+    def _frames(self, pending: list[tuple[Any, npt.NDArray[np.str_] | None]]) -> None:
+        """DataFrames and column vectors of many requests, counted in one vectorised pass.
+
+        A pass per request costs ~2 ms for a DataFrame (pandas indexing, a Python loop over
+        every feature's buckets): half a second on the event loop every ``FLUSH_REQUESTS``
+        requests, which was the p99 of a model served from DataFrames.
+        """
+        names = [name for name, _, _ in self.layout.numeric]
+        if names:
+            blocks = []
+            for inputs, _ in pending:
+                if all(n in inputs for n in names):
+                    with contextlib.suppress(ValueError, TypeError):
+                        blocks.append(_float_matrix(inputs, names))
+            if blocks:
+                self._numeric(np.concatenate(blocks))
+        for i, (name, _, _) in enumerate(self.layout.categorical):
+            columns, labels = [], []
+            for inputs, classes in pending:
+                if name in inputs:
+                    column = np.asarray(inputs[name])
+                    columns.append(column)
+                    fits = classes is not None and len(classes) == len(column)
+                    labels.append(classes if fits else None)
+            if columns:
+                self._categorical_column(i, np.concatenate(columns), _concatenate(labels))
 
     def _confidence(self, top: npt.NDArray[np.float64]) -> None:
         top = top[np.isfinite(top)]
@@ -376,24 +396,23 @@ class Metrics:
             mine[len(edges)] += int(row[len(edges) :].sum())
             self.counts.feature_sums[i] += float(sums[i])
 
-    def _numeric_frame(self, frame: Any) -> None:
-        names = [name for name, _, _ in self.layout.numeric]
-        if names and all(n in frame for n in names):
-            with contextlib.suppress(ValueError, TypeError):
-                self._numeric(frame[names].to_numpy(dtype=np.float64, na_value=np.nan))
-
     def _categorical(
         self, columns: list[npt.NDArray[Any]], labels: npt.NDArray[np.str_] | None
     ) -> None:
         for i, column in enumerate(columns):
-            if not len(column):
-                continue
-            group = self._group_index(i, column)
-            mine = self.counts.categories[i]
-            for k, n in enumerate(np.bincount(group, minlength=len(mine)).tolist()):
-                mine[k] += n
-            if labels is not None and len(labels) == len(group):
-                self._group_predictions(i, group, labels)
+            self._categorical_column(i, column, labels)
+
+    def _categorical_column(
+        self, i: int, column: npt.NDArray[Any], labels: npt.NDArray[np.str_] | None
+    ) -> None:
+        if not len(column):
+            return
+        group = self._group_index(i, column)
+        mine = self.counts.categories[i]
+        for k, n in enumerate(np.bincount(group, minlength=len(mine)).tolist()):
+            mine[k] += n
+        if labels is not None and len(labels) == len(group):
+            self._group_predictions(i, group, labels)
 
     def _group_predictions(
         self, i: int, group: npt.NDArray[np.intp], labels: npt.NDArray[np.str_]
@@ -603,6 +622,13 @@ class Metrics:
 def strings(values: npt.NDArray[Any]) -> npt.NDArray[np.str_]:
     # As str(c) of the classes' Python values: "1" for 1, "1.0" for 1.0, "True".
     return values.astype(str)
+
+
+def _float_matrix(inputs: Any, names: list[str]) -> npt.NDArray[np.float64]:
+    """The ``names`` columns of a DataFrame, or of one vector per column, as floats."""
+    if isinstance(inputs, dict):  # toque.serving.linear's typed columns
+        return np.column_stack([np.asarray(inputs[n], dtype=np.float64) for n in names])
+    return np.asarray(inputs[names].to_numpy(dtype=np.float64, na_value=np.nan))
 
 
 def _concatenate(parts: list[npt.NDArray[np.str_] | None]) -> npt.NDArray[np.str_] | None:

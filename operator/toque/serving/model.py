@@ -5,7 +5,8 @@
 registry records, then fetches the run's feature bins and validation sample (both
 optional). ``load`` loads it with ``mlflow.pyfunc`` and picks a fast path for its flavour:
 the compiled forest (``toque.serving.forest``) for scikit-learn tree ensembles, compiled
-boosted trees (``toque.serving.boosted``) for histogram gradient boosting, the estimator
+boosted trees (``toque.serving.boosted``) for histogram gradient boosting, numpy
+(``toque.serving.linear``) for scalers, one-hot encoding and a linear model, the estimator
 itself fed arrays (``toque.serving.native``) for any other scikit-learn model (and for
 those two when their compiled form is refused),
 the module or the session for PyTorch and ONNX (``toque.serving.tensor``). A fast path is
@@ -42,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from toque.core import bins, digest, redact, retry, trusted_types
-from toque.serving import boosted, exact, forest, native, runner, signature, tensor
+from toque.serving import boosted, exact, forest, linear, native, runner, signature, tensor
 
 LOG = logging.getLogger("toque.serve")
 PICKLE_ENV = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
@@ -451,6 +452,9 @@ def candidates(
             out.append((boosted.Runner(trees), own))
         if own is not None and (own.tabular or not own.named) and method in native.METHODS:
             native.quiet_feature_names()
+            compiled_linear = linear.compile_model(raw, own, method)
+            if compiled_linear is not None:
+                out.append((compiled_linear, own))
             first = native.Sklearn(raw, own, method)
             out.append((first, own))
             if first.input == "matrix" and own.named:

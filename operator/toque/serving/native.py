@@ -68,11 +68,16 @@ class Sklearn:
         self._dtype, self._float32 = matrix_layout(schema)
         self._kinds = {c.name: signature.NUMPY_TYPES.get(c.type) for c in schema.columns}
 
+    @property
+    def matrix_dtype(self) -> np.dtype[Any]:
+        """The dtype of ``matrix``'s answer."""
+        return self._dtype
+
     def model_input(self, inputs: Any) -> Any:
         """The array or DataFrame the estimator gets for ``inputs``."""
         if self.input == "columns":
-            return self._frame(inputs)
-        return self._matrix(inputs)
+            return pd.DataFrame(self.typed(inputs), copy=False)
+        return self.matrix(inputs)
 
     def run(self, inputs: Any, proba: bool) -> runner.Output:
         x = self.model_input(inputs)
@@ -116,7 +121,8 @@ class Sklearn:
                 out.proba_error = error
         return out
 
-    def _matrix(self, x: npt.NDArray[np.float64]) -> npt.NDArray[Any]:
+    def matrix(self, x: npt.NDArray[np.float64]) -> npt.NDArray[Any]:
+        """The request matrix as scikit-learn gets pyfunc's DataFrame of it."""
         # Column-major, as a DataFrame's array is: BLAS sums a dot product in another order
         # for the other layout, and the last bit of a probability would differ.
         if self._float32.size:
@@ -129,7 +135,8 @@ class Sklearn:
             )
         return np.asarray(x, dtype=self._dtype, order="F")
 
-    def _frame(self, columns: dict[str, npt.NDArray[Any]]) -> pd.DataFrame:
+    def typed(self, columns: dict[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
+        """Each signature column in its MLflow dtype, as pyfunc's DataFrame holds it."""
         data: dict[str, Any] = {}
         for name, kind in self._kinds.items():
             vector = columns[name]
@@ -138,7 +145,7 @@ class Sklearn:
                     raise payload.PayloadError(f"column {name!r} cannot hold a null value")
                 vector = vector.astype(kind)
             data[name] = vector
-        return pd.DataFrame(data, copy=False)
+        return data
 
 
 def matrix_layout(schema: signature.Schema) -> tuple[np.dtype[Any], npt.NDArray[np.intp]]:

@@ -81,7 +81,13 @@ class Sampler:
         keep = self._rng.random(rows) < self.rate
         if not keep.any():
             return
-        picked = inputs[keep] if isinstance(inputs, np.ndarray) else inputs.loc[keep]
+        picked: Any
+        if isinstance(inputs, np.ndarray):
+            picked = inputs[keep]
+        elif isinstance(inputs, dict):  # one vector per column (toque.serving.linear)
+            picked = {name: vector[keep] for name, vector in inputs.items()}
+        else:
+            picked = inputs.loc[keep]
         self._put((picked, np.asarray(predictions)[keep], None, time.time()), int(keep.sum()))
 
     def feedback(self, inputs: Any, predictions: Any, labels: Any, rows: int) -> None:
@@ -149,6 +155,8 @@ class Sampler:
             frame = (
                 pd.DataFrame(inputs, columns=self.columns)
                 if isinstance(inputs, np.ndarray)
+                else pd.DataFrame(inputs)
+                if isinstance(inputs, dict)
                 else inputs.reset_index(drop=True).copy()
             )
             frame["prediction"] = predictions if predictions.ndim == 1 else list(predictions)
