@@ -199,7 +199,9 @@ def operator_series(release: install.OperatorRelease, name: str) -> dict[str, fl
     return out
 
 
-def cli_check(minio: services.Minio, mlflow_uri: str, run_id: str, version: str) -> Any:
+def cli_check(
+    minio: services.Minio, mlflow_uri: str, run_id: str, namespace: str, version: str
+) -> Any:
     env = {
         **os.environ,
         **minio.env(),
@@ -217,7 +219,7 @@ def cli_check(minio: services.Minio, mlflow_uri: str, run_id: str, version: str)
             "--reference",
             f"runs:/{run_id}",
             "--current",
-            f"samples:{MODEL}/{version}",
+            f"samples:{namespace}/{MODEL}/{version}",
             "--window",
             "1h",
             "--rules",
@@ -399,7 +401,7 @@ def test_drift_is_flagged_on_the_shifted_features_and_retrains_once_through_gate
         return st if st.get("lastEvaluationTime") and st.get("features") else None
 
     by_job = wait(cluster, scheduled, "the scheduled check to report", 180)
-    by_cli = cli_check(minio, mlflow_server.uri, run_id, registry_version)
+    by_cli = cli_check(minio, mlflow_server.uri, run_id, ns, registry_version)
     assert by_job["samples"] == by_cli["samples"] > 0
     assert {f["name"]: f["drifted"] for f in by_job["features"]} == {
         f["name"]: f["drifted"] for f in by_cli["features"]

@@ -394,7 +394,7 @@ def test_feedback_rows_are_sampled_with_labels_apart_from_inference_samples(
     assert server.feedback(rows, actual)[0] == 200
     assert server.infer(rows)[0] == 200
     client = minio.client()
-    root = f"serving-samples/{PIPELINE}/{server.version}/"
+    root = f"serving-samples/default/{PIPELINE}/{server.version}/"  # no --sample-namespace
     deadline = time.monotonic() + 20
     frames: dict[str, list[pd.DataFrame]] = {}
     while time.monotonic() < deadline:

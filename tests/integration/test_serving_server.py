@@ -215,7 +215,7 @@ def test_metrics_and_samples(served: Served, minio: services.Minio) -> None:
     assert f'toque_serving_feature_value_bucket{{feature="mean radius",le="+Inf",{labels}}}' in text
     assert f'toque_serving_model_info{{digest="{served.digest}",{labels}}} 1.0' in text
     client = minio.client()
-    prefix = f"serving-samples/{MODEL}/{version}/"
+    prefix = f"serving-samples/default/{MODEL}/{version}/"  # no --sample-namespace
     deadline = time.monotonic() + 20
     keys: list[str] = []
     while not keys and time.monotonic() < deadline:

@@ -187,25 +187,33 @@ def _sample_file(value: float) -> bytes:
     return sink.getvalue()
 
 
-def test_samples_are_the_model_versions_inference_files_modified_within_the_window() -> None:
+def test_samples_are_one_namespaces_version_inference_files_modified_in_the_window() -> None:
     now = datetime.datetime(2024, 5, 2, 0, 30, tzinfo=datetime.UTC)
     old = now - datetime.timedelta(hours=3)
     recent = now - datetime.timedelta(minutes=40)  # the day before: 2024-05-01
     bucket = _FakeBucket(
         {
-            "serving-samples/m/1/2024-05-01/a.parquet": (old, _sample_file(1.0)),
-            "serving-samples/m/1/2024-05-01/b.parquet": (recent, _sample_file(2.0)),
-            "serving-samples/m/1/2024-05-02/c.parquet": (now, _sample_file(3.0)),
-            "serving-samples/m/2/2024-05-02/d.parquet": (now, _sample_file(4.0)),
-            "serving-samples/m/1/feedback/2024-05-02/e.parquet": (now, _sample_file(5.0)),
+            "serving-samples/ns/m/1/2024-05-01/a.parquet": (old, _sample_file(1.0)),
+            "serving-samples/ns/m/1/2024-05-01/b.parquet": (recent, _sample_file(2.0)),
+            "serving-samples/ns/m/1/2024-05-02/c.parquet": (now, _sample_file(3.0)),
+            "serving-samples/ns/m/2/2024-05-02/d.parquet": (now, _sample_file(4.0)),
+            "serving-samples/ns/m/1/feedback/2024-05-02/e.parquet": (now, _sample_file(5.0)),
+            # Another namespace serving a model of the same name, same version.
+            "serving-samples/other/m/1/2024-05-02/f.parquet": (now, _sample_file(6.0)),
         }
     )
-    frames = sources.samples("m/1", datetime.timedelta(hours=1), now=now, bucket=bucket)
+    frames = sources.samples("ns/m/1", datetime.timedelta(hours=1), now=now, bucket=bucket)
     assert sorted(float(f["x"].iloc[0]) for f in frames) == [2.0, 3.0]
-    month = sources.samples("m/1", datetime.timedelta(days=40), now=now, bucket=bucket)
+    month = sources.samples("ns/m/1", datetime.timedelta(days=40), now=now, bucket=bucket)
     assert sorted(float(f["x"].iloc[0]) for f in month) == [1.0, 2.0, 3.0]
     predictions, proba = sources.outputs(pd.concat(frames), ["no", "yes"])
     assert list(predictions) == ["yes", "yes"] and proba.shape == (2, 2)
+
+
+@pytest.mark.parametrize("target", ["m/1", "ns/m", "ns//1", "/m/1/", "a/ns/m/1", ""])
+def test_samples_reference_without_namespace_model_and_version_is_refused(target: str) -> None:
+    with pytest.raises(types.InputError, match="NAMESPACE/MODEL/VERSION"):
+        sources.samples(target, datetime.timedelta(hours=1), bucket=_FakeBucket({}))
 
 
 @pytest.mark.parametrize("text", ["1", "h", "-1h", "0m"])

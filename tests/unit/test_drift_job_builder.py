@@ -67,7 +67,7 @@ def test_it_checks_the_live_version_s_samples_against_its_run_with_the_rules() -
     args = c["args"]
     assert args[:2] == ["drift", "check"]
     assert arg(args, "--reference") == "runs:/" + "a" * 32
-    assert arg(args, "--current") == "samples:churn/7"
+    assert arg(args, "--current") == "samples:team-a/churn/7"
     assert arg(args, "--window") == "21600s"
     assert arg(args, "--termination-log") == "/dev/termination-log"
     assert "--exit-zero" in args  # a drift verdict must not fail the Job

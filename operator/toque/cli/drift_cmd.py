@@ -58,7 +58,7 @@ def register(subs: Any) -> None:
     )  # fmt: skip
     check.add_argument(
         "--current", required=True, action="extend", nargs="+",
-        help=".parquet/.csv files or directories, or samples:MODEL/VERSION",
+        help=".parquet/.csv files or directories, or samples:NAMESPACE/MODEL/VERSION",
     )  # fmt: skip
     _reference_options(check)
     check.add_argument(

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 from typing import Any
+
+NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 def register(subs: Any) -> None:
@@ -33,6 +36,12 @@ def register(subs: Any) -> None:
         "--sample-rate", type=float, default=0.01, help="share of rows written to the sample bucket"
     )
     parser.add_argument("--sample-bucket", help="bucket for sampled rows (off when unset)")
+    parser.add_argument(
+        "--sample-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        help="the ModelVersion's namespace, a segment of the sample keys "
+        "(serving-samples/NAMESPACE/MODEL/VERSION/); default: $POD_NAMESPACE or default",
+    )
     parser.add_argument(
         "--batch-max-rows",
         type=int,
@@ -66,10 +75,12 @@ def run(args: argparse.Namespace) -> int:
         or args.max_body_bytes < 1
         or args.batch_max_rows < 1
         or not 0 <= args.batch_max_latency_ms <= 1000
+        or not NAMESPACE.fullmatch(args.sample_namespace)
     ):
         logging.getLogger("toque.serve").error(
             "--sample-rate must be in [0, 1], --batch-max-latency-ms in [0, 1000], "
-            "--workers, --max-body-bytes and --batch-max-rows positive"
+            "--workers, --max-body-bytes and --batch-max-rows positive, --sample-namespace a "
+            "namespace name (lower-case letters, digits and '-', at most 63)"
         )
         return exitcodes.PERMANENT
     return server.serve(
@@ -85,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
             max_body_bytes=args.max_body_bytes,
             sample_rate=args.sample_rate,
             sample_bucket=args.sample_bucket,
+            sample_namespace=args.sample_namespace,
             drain_s=args.drain_seconds,
             dependency_timeout_s=float(os.environ.get("TOQUE_DEPENDENCY_TIMEOUT", "60")),
             sample_batch_rows=int(os.environ.get("TOQUE_SAMPLE_BATCH_ROWS", "1000")),

@@ -5,8 +5,9 @@ file or a directory of them (profiled on the spot), a profile ``.json``,
 ``dataset:NAME@TAG`` / ``dataset:NAME:TAG`` / ``dataset:NAME@sha256:…`` (pulled with
 ``toque.data.store.DataStore`` and profiled), or ``runs:/RUN_ID`` (the run's
 ``toque/feature-bins.json`` artifact, downloaded with mlflow, which must be a profile).
-Current rows are files, or ``samples:MODEL/VERSION``: the Parquet files the model server's
-sampler (``toque.serving.sampler``) wrote under ``serving-samples/MODEL/VERSION/`` of the
+Current rows are files, or ``samples:NAMESPACE/MODEL/VERSION``: the Parquet files the model
+server's sampler (``toque.serving.sampler``) wrote under
+``serving-samples/NAMESPACE/MODEL/VERSION/`` of the
 store bucket, whose objects were last modified within the window (not the labelled
 feedback rows under ``feedback/``: those rows were served once already). The sampler's
 ``prediction`` column holds the model's outputs (class probabilities as lists) and
@@ -210,16 +211,22 @@ def samples(
     now: datetime.datetime | None = None,
     bucket: Any = None,
 ) -> list[pd.DataFrame]:
-    """The sampler's files for ``MODEL/VERSION`` last modified within ``window`` of ``now``
-    (``bucket``: a ``toque.data.s3.Bucket``, default the store's from the environment)."""
+    """The sampler's files for ``NAMESPACE/MODEL/VERSION`` last modified within ``window`` of
+    ``now`` (``bucket``: a ``toque.data.s3.Bucket``, default the store's from the
+    environment)."""
     from toque.data import config, errors, s3
 
-    model, _, version = target.strip("/").partition("/")
-    if not model or not version or "/" in version:
-        raise types.InputError(f"invalid samples reference {target!r}: expected MODEL/VERSION")
+    parts = target.strip("/").split("/")
+    if len(parts) != 3 or not all(parts):
+        raise types.InputError(
+            f"invalid samples reference {target!r}: expected NAMESPACE/MODEL/VERSION, "
+            "the ModelVersion's namespace, model and registry version (e.g. "
+            "samples:team-a/churn/3)"
+        )
+    namespace, model, version = parts
     now = now or datetime.datetime.now(datetime.UTC)
     since = now - window
-    base = f"{SAMPLES_PREFIX}/{model}/{version}/"
+    base = f"{SAMPLES_PREFIX}/{namespace}/{model}/{version}/"
     try:
         bucket = bucket or s3.Bucket(config.StoreConfig.from_env())
         keys = [
@@ -233,7 +240,7 @@ def samples(
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             bodies = list(pool.map(bucket.get, keys))
     except errors.DataError as exc:
-        raise types.InputError(f"samples of {model}/{version}: {exc}") from exc
+        raise types.InputError(f"samples of {namespace}/{model}/{version}: {exc}") from exc
     frames = []
     for key, body in zip(keys, bodies, strict=True):
         if body is None:  # removed since the listing (a lifecycle rule)

@@ -1,7 +1,7 @@
 """Builds the CronJob of a scheduled DriftMonitor; called by ``reconcile.driftmonitor``.
 
 Each run is ``toque drift check`` in the runtime image over the rows the model servers
-sampled to the data store (``samples:<model>/<version>``, newer than the window) against
+sampled to the data store (``samples:<namespace>/<model>/<version>``, newer than the window) against
 the reference (``runs:/<live run id>`` or ``dataset:<ref>``), with the monitor's rules.
 The compact JSON report goes to the termination message, where the operator reads it back.
 The pod has the data store's and MLflow's settings as training pods do (credentials only
@@ -76,14 +76,16 @@ def reference(spec: dm.DriftMonitorSpec, live: Live) -> str | None:
     return f"runs:/{live.run_id}" if live.run_id else None
 
 
-def args(spec: dm.DriftMonitorSpec, live: Live, reference_arg: str) -> list[str]:
+def args(spec: dm.DriftMonitorSpec, live: Live, reference_arg: str, namespace: str) -> list[str]:
     return [
         "drift",
         "check",
         "--reference",
         reference_arg,
         "--current",
-        f"samples:{live.model}/{live.registry_version}",
+        # The servers of this namespace's model only: another namespace may serve a model
+        # of the same name.
+        f"samples:{namespace}/{live.model}/{live.registry_version}",
         "--window",
         # The CLI reads one number and unit; the spec may say 1h30m.
         f"{max(int(schema.duration_seconds(spec.window)), 1)}s",
@@ -109,7 +111,7 @@ def build(
         "name": CONTAINER_NAME,
         "image": pod_spec.image or config.runtime_image,
         "command": ["toque"],
-        "args": args(spec, live, reference_arg),
+        "args": args(spec, live, reference_arg, owner.namespace),
         "env": [{"name": "HOME", "value": "/tmp"}, *pods.store_env(config)],
         "resources": pods.compute_resources(pod_spec.resources)
         if pod_spec.resources

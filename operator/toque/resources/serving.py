@@ -138,7 +138,7 @@ def deployment(
     elif served.allow_unverified:
         args += ["--allow-unverified"]
     if config.data_bucket:
-        args += ["--sample-bucket", config.data_bucket]
+        args += ["--sample-bucket", config.data_bucket, "--sample-namespace", owner.namespace]
     if serving.sample_rate is not None:
         args += ["--sample-rate", str(serving.sample_rate)]
     if serving.batching is not None:

@@ -71,6 +71,9 @@ class Settings:
     max_body_bytes: int = 8 << 20
     sample_rate: float = 0.01
     sample_bucket: str | None = None
+    # The ModelVersion's namespace: a segment of the sample keys, so two namespaces serving
+    # a model of the same name never mix their rows.
+    sample_namespace: str = "default"
     peers_dir: pathlib.Path | None = None  # set with several workers
     sample_batch_rows: int = 1000
     sample_interval_s: float = 30.0
@@ -145,6 +148,7 @@ class App:
                 self._sampler_dropped,
                 batch_rows=s.sample_batch_rows,
                 interval_s=s.sample_interval_s,
+                namespace=s.sample_namespace,
             )
             self.sampler.start()
         else:

@@ -3,16 +3,18 @@
 The request thread only draws which rows to keep and ``put_nowait``s them on a bounded
 queue; when the queue is full the rows are dropped and counted. A daemon thread collects
 rows and writes one file per ``batch_rows`` rows or ``interval_s`` seconds to
-``s3://<bucket>/serving-samples/<model>/<version>/<yyyy-mm-dd>/<uuid>.parquet`` with the data
-store's S3 client and settings (``TOQUE_S3_ENDPOINT``, ``AWS_*``): the model inputs, a
-``prediction`` and a ``timestamp`` column. Called by ``toque.serving.app``; the drift
+``s3://<bucket>/serving-samples/<namespace>/<model>/<version>/<yyyy-mm-dd>/<uuid>.parquet``
+with the data store's S3 client and settings (``TOQUE_S3_ENDPOINT``, ``AWS_*``): the model
+inputs, a ``prediction`` and a ``timestamp`` column. The namespace is the ModelVersion's:
+two namespaces may serve models of the same name. Called by ``toque.serving.app``; the drift
 monitor reads the files (inputs only).
 
 Feedback rows (inputs sent back with their true label) are kept whole, not sampled, and go
 to their own files under a ``feedback`` sub-prefix,
-``serving-samples/<model>/<version>/feedback/<yyyy-mm-dd>/<uuid>.parquet``, with a ``label``
-column besides ``prediction`` and ``timestamp``: inference samples never hold labels, and a
-drift check that reads traffic skips ``feedback/`` (those rows were already served once).
+``serving-samples/<namespace>/<model>/<version>/feedback/<yyyy-mm-dd>/<uuid>.parquet``, with
+a ``label`` column besides ``prediction`` and ``timestamp``: inference samples never hold
+labels, and a drift check that reads traffic skips ``feedback/`` (those rows were already
+served once).
 """
 
 from __future__ import annotations
@@ -60,8 +62,10 @@ class Sampler:
         interval_s: float = 30.0,
         max_queued: int = 1000,
         client_factory: Callable[[], Any] = s3_client,
+        namespace: str = "default",
     ) -> None:
         self.bucket, self.model, self.version, self.rate = bucket, model, version, rate
+        self.namespace = namespace
         self.columns = columns
         self.on_drop = on_drop
         self.batch_rows, self.interval_s = batch_rows, interval_s
@@ -168,7 +172,8 @@ class Sampler:
         sink = io.BytesIO()
         pq.write_table(table, sink)
         day = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
-        key = f"{PREFIX}/{self.model}/{self.version}/{sub}{day}/{uuid.uuid4().hex}.parquet"
+        where = f"{PREFIX}/{self.namespace}/{self.model}/{self.version}"
+        key = f"{where}/{sub}{day}/{uuid.uuid4().hex}.parquet"
         body = sink.getvalue()
         client.put_object(
             self.bucket, key, io.BytesIO(body), len(body), "application/vnd.apache.parquet"

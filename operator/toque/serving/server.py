@@ -49,6 +49,7 @@ class Options:
     max_body_bytes: int = 8 << 20
     sample_rate: float = 0.01
     sample_bucket: str | None = None
+    sample_namespace: str = "default"
     drain_s: float = 5.0
     dependency_timeout_s: float = 60.0
     sample_batch_rows: int = 1000
@@ -149,6 +150,7 @@ def serve(options: Options) -> int:
         max_body_bytes=options.max_body_bytes,
         sample_rate=options.sample_rate,
         sample_bucket=options.sample_bucket,
+        sample_namespace=options.sample_namespace,
         peers_dir=peers,
         sample_batch_rows=options.sample_batch_rows,
         sample_interval_s=options.sample_interval_s,
