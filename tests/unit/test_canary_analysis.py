@@ -99,6 +99,19 @@ def test_prediction_shift_compares_class_distributions() -> None:
     assert an.evaluate(check, {"stable-classes": same["stable-classes"]}, analysis).passed is None
 
 
+def test_prediction_shift_from_a_handful_of_canary_predictions_is_inconclusive() -> None:
+    analysis = spec(builtins={"maxErrorRate": None, "maxPredictionShift": 0.5})
+    (check,) = an.checks(analysis, TARGET)
+    few = {
+        "canary-classes": [sample(3, **{"class": "1"})],
+        "stable-classes": [sample(60, **{"class": "0"}), sample(40, **{"class": "1"})],
+    }
+    out = an.evaluate(check, few, analysis)
+    assert out.passed is None and "only 3 canary predictions" in out.message
+    enough = {**few, "canary-classes": [sample(12, **{"class": "0"}), sample(8, **{"class": "1"})]}
+    assert an.evaluate(check, enough, analysis).passed is True
+
+
 def test_prediction_shift_of_regressors_uses_histogram_buckets() -> None:
     analysis = spec(builtins={"maxErrorRate": None, "maxPredictionShift": 0.1})
     (check,) = an.checks(analysis, TARGET)

@@ -21,6 +21,8 @@ from toque.api import validators
 ERROR_RATE = "error-rate"
 P99_LATENCY = "p99-latency"
 PREDICTION_SHIFT = "prediction-shift"
+# Fewer predictions on either side leave the prediction shift inconclusive (the step waits).
+MIN_SHIFT_PREDICTIONS = 20
 
 _COMPARATORS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
@@ -277,6 +279,18 @@ def _shift(check: Check, results: Mapping[str, Sequence[Sample]], limit: float) 
     if not canary or not stable:
         side = "canary" if not canary else "stable"
         return Outcome(check.name, None, None, f"no predictions from the {side} yet")
+    for side, counts in (("canary", canary), ("stable", stable)):
+        seen = sum(counts.values())
+        if seen < MIN_SHIFT_PREDICTIONS:
+            # A handful of predictions is noise: 3 of one class against a 60/40 stable is
+            # a distance of 0.5, and a rollback of a good version.
+            return Outcome(
+                check.name,
+                None,
+                None,
+                f"only {seen:.0f} {side} predictions in the window; the shift is measured "
+                f"from {MIN_SHIFT_PREDICTIONS}",
+            )
     value = js_distance(canary, stable)
     return Outcome(
         check.name,
