@@ -192,11 +192,27 @@ def test_editing_one_small_file_re_uploads_only_its_pack(
     )
     source = small_files(tmp_path / "src", 400)
     total = sum(p.stat().st_size for p in source.rglob("*") if p.is_file())
-    data.push(source, "shards")
+    first = data.push(source, "shards").manifest
     (source / "shard-2" / "0250.bin").write_bytes(b"edited")
     second = data.push(source, "shards")
+    # A pack ends after a file chosen by that file's own hash, so the edit changes the pack
+    # holding it and, when the edited file no longer ends that pack, the one after it; a
+    # pack cut short by the 80 KB limit passes the change on to the next one too.
+    ordered = sorted(first.files, key=lambda f: f.path)
+    packs = list(dict.fromkeys(f.blob_sha256 for f in ordered))
+    sizes = first.blobs()
+    heads = {f.blob_sha256: f.size for f in reversed(ordered)}
+    start = packs.index(next(f.blob_sha256 for f in ordered if f.path == "shard-2/0250.bin"))
+    end = start + 1
+    while end < len(packs) and (
+        end == start + 1 or sizes[packs[end - 1]] + heads[packs[end]] > 80_000
+    ):
+        end += 1
+    touched = packs[start:end]
     assert 1 <= second.uploaded_files < 100
-    assert second.uploaded_bytes <= 80_000 < total
+    assert second.uploaded_bytes <= sum(sizes[p] for p in touched) < total / 2
+    kept = set(sizes) - set(touched)
+    assert kept <= set(second.manifest.blobs()), "an untouched pack was rewritten"
     data.pull("shards", tmp_path / "out")
     assert same_files(source, tmp_path / "out")
 
