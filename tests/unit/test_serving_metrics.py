@@ -92,6 +92,25 @@ def test_workers_add_up_through_snapshots(tmp_path: pathlib.Path) -> None:
     )
 
 
+def test_a_scrape_served_by_another_worker_never_reads_a_smaller_counter(
+    tmp_path: pathlib.Path,
+) -> None:
+    first = metrics.Metrics(_layout(), tmp_path)
+    second = metrics.Metrics(_layout(), tmp_path)
+    first.identity, second.identity = "101", "102"
+    second.batch(np.asarray([[1.5, 0.0]] * 5), 5, np.asarray([1] * 5), None)
+    second.publish()
+    # The first worker's rows arrive after its last timed snapshot.
+    first.batch(np.asarray([[1.5, 0.0]] * 10), 10, np.asarray([0] * 10), None)
+    label = (("model", "m"), ("version", "3"))
+    rows = ("toque_serving_rows_total", label)
+    assert _samples(first)[rows] == 15
+    assert _samples(second)[rows] == 15
+    second.batch(np.asarray([[1.5, 0.0]]), 1, np.asarray([1]), None)
+    assert _samples(second)[rows] == 16
+    assert _samples(first)[rows] == 16
+
+
 def test_compute_bins(tmp_path: pathlib.Path) -> None:
     frame = pd.DataFrame({"x": np.arange(1000, dtype=float), "k": ["a", "b"] * 500})
     path = bins.write_bins(frame, tmp_path)

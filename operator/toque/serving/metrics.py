@@ -186,6 +186,7 @@ class Metrics:
             batch_wait=[0] * (len(WAIT_BUCKETS) + 1),
         )
         self.sampler_dropped = 0
+        self.identity = ""  # the snapshot's file name; empty: this process's pid
         # (inputs, per-row class labels or None) of each request since the last flush
         self._pending: list[tuple[Any, npt.NDArray[np.str_] | None]] = []
         self._pending_rows = 0
@@ -442,12 +443,16 @@ class Metrics:
                 self.counts.classes[label] = self.counts.classes.get(label, 0) + n
 
     # Scrape ---------------------------------------------------------------------------------
+    def _identity(self) -> str:
+        # Read at publish time: the parent builds this object before it forks the workers.
+        return self.identity or str(os.getpid())
+
     def publish(self) -> None:
         """Write this worker's snapshot for its peers (multi-worker mode only)."""
         if self.peers_dir is None:
             return
         self.flush()
-        path = self.peers_dir / f"{os.getpid()}.json"
+        path = self.peers_dir / f"{self._identity()}.json"
         temporary = path.with_suffix(".tmp")
         temporary.write_bytes(self._own().to_json())
         temporary.replace(path)
@@ -458,11 +463,22 @@ class Metrics:
         return own
 
     def total(self) -> Counts:
+        """This worker's counts plus its peers' last snapshots.
+
+        With several workers, successive scrapes land on different workers, and each sees
+        its peers only as of their last snapshot. So a worker publishes what it reports
+        before it reports it: a later scrape served by a peer then reads at least that,
+        and no counter goes down between scrapes (Prometheus would take a decrease for a
+        restart and count the whole total again as new traffic).
+        """
+        if self.peers_dir is not None:
+            with contextlib.suppress(OSError):
+                self.publish()
         self.flush()
         total = self._own()
         if self.peers_dir is not None:
             for path in self.peers_dir.glob("*.json"):
-                if path.stem != str(os.getpid()):
+                if path.stem != self._identity():
                     with contextlib.suppress(OSError, ValueError, TypeError):
                         total.add(Counts.from_json(path.read_bytes()))
         return total
