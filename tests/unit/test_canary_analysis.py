@@ -26,9 +26,12 @@ def test_builtins_query_only_the_canary_version_of_this_model_in_this_namespace(
         TARGET,
     )
     assert [c.name for c in checks] == [an.ERROR_RATE, an.P99_LATENCY, an.PREDICTION_SHIFT]
-    error_rate = checks[0].queries["value"]
-    assert 'namespace="ns",model="iris",version="2"' in error_rate
-    assert 'code=~"5.."' in error_rate and "or vector(0)" in error_rate and "[30s]" in error_rate
+    errors, requests = checks[0].queries["errors"], checks[0].queries["requests"]
+    for query in (errors, requests):
+        assert 'namespace="ns",model="iris",version="2"' in query and "[30s]" in query
+        assert 'endpoint!="feedback"' in query  # true labels sent back are not traffic
+    assert 'code=~"5.."' in errors and "or vector(0)" in errors
+    assert "code" not in requests
     shift = checks[2].queries
     assert 'version="1"' in shift["stable-classes"] and 'version="2"' in shift["canary-classes"]
     assert "[30s]" in shift["stable-classes"]
@@ -65,14 +68,50 @@ def test_user_queries_get_the_rollout_parties_filled_in() -> None:
     assert good.passed is True and bad.passed is False and "0.5" in bad.message
 
 
+def error_answer(errors: float, requests: float) -> dict[str, list[an.Sample]]:
+    return {"errors": [sample(errors)], "requests": [sample(requests)]}
+
+
 def test_error_rate_verdicts_and_no_traffic_is_inconclusive() -> None:
     analysis = spec(builtins={"maxErrorRate": 0.05})
     (check,) = an.checks(analysis, TARGET)
-    assert an.evaluate(check, {"value": [sample(0.01)]}, analysis).passed is True
-    failed = an.evaluate(check, {"value": [sample(0.2)]}, analysis)
+    assert an.evaluate(check, error_answer(1, 100), analysis).passed is True
+    failed = an.evaluate(check, error_answer(20, 100), analysis)
     assert failed.passed is False and failed.value == pytest.approx(0.2)
-    assert an.evaluate(check, {"value": []}, analysis).passed is None
-    assert an.evaluate(check, {"value": [sample(math.nan)]}, analysis).passed is None
+    assert "20 of 100 requests" in failed.message
+    assert an.evaluate(check, {"errors": [], "requests": []}, analysis).passed is None
+    assert an.evaluate(check, error_answer(0, 0), analysis).passed is None
+    assert an.evaluate(check, error_answer(0, math.nan), analysis).passed is None
+
+
+def test_one_failed_request_among_a_few_waits_for_more_traffic_instead_of_failing() -> None:
+    analysis = spec(builtins={"maxErrorRate": 0.05})
+    (check,) = an.checks(analysis, TARGET)
+    few = an.evaluate(check, error_answer(1, 3), analysis)
+    assert few.passed is None and "1 of 3 requests" in few.message
+    assert f"from {an.MIN_ERROR_REQUESTS} requests" in few.message
+    assert an.evaluate(check, error_answer(0, 5), analysis).passed is None
+    # Once enough requests came in, the same single error is within the limit.
+    assert an.evaluate(check, error_answer(1, an.MIN_ERROR_REQUESTS), analysis).passed is True
+
+
+def test_errors_that_break_the_limit_whatever_follows_fail_before_the_minimum() -> None:
+    analysis = spec(builtins={"maxErrorRate": 0.05})
+    (check,) = an.checks(analysis, TARGET)
+    # 2 errors are 10 % of 20 requests, even if the next 17 all succeed.
+    out = an.evaluate(check, error_answer(2, 3), analysis)
+    assert out.passed is False and out.value == pytest.approx(2 / 3)
+    strict = spec(builtins={"maxErrorRate": 0})
+    (check,) = an.checks(strict, TARGET)
+    assert an.evaluate(check, error_answer(1, 1), strict).passed is False
+
+
+def test_extrapolated_counts_are_read_as_whole_requests() -> None:
+    analysis = spec(builtins={"maxErrorRate": 0.05})
+    (check,) = an.checks(analysis, TARGET)
+    # increase() stretches 40 requests seen over 28 s of a 30 s window to 42.86.
+    out = an.evaluate(check, error_answer(2.143, 42.86), analysis)
+    assert out.passed is True and "2 of 43 requests" in out.message
 
 
 def test_a_query_answering_several_series_fails_with_a_clear_message() -> None:

@@ -560,7 +560,9 @@ def test_the_analysis_request_evaluates_prometheus_answers_into_outcomes() -> No
         "quiet",
     ]
     answers = {
-        an.ERROR_RATE: an.Answer(samples={"value": [an.Sample({}, 0.01)]}),
+        an.ERROR_RATE: an.Answer(
+            samples={"errors": [an.Sample({}, 1)], "requests": [an.Sample({}, 100)]}
+        ),
         "bad": an.Answer(error="parse error at char 3"),
     }
     outcomes = decide.outcomes(request, answers)

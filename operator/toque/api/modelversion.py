@@ -213,7 +213,11 @@ class PrometheusMetric(schema.SpecModel):
 class BuiltinChecks(schema.SpecModel):
     """Checks Toque runs on every canary without a query."""
 
-    max_error_rate: schema.Fraction | None = pydantic.Field(default=0.05)
+    max_error_rate: schema.Fraction | None = pydantic.Field(
+        default=0.05,
+        description="Largest share of canary requests answered 5xx. Judged over at least 20 "
+        "requests; before that it fails only once the errors exceed the limit over 20.",
+    )
     max_p99_latency_ms: float | None = pydantic.Field(default=None, gt=0)
     max_prediction_shift: schema.Fraction | None = pydantic.Field(
         default=None,

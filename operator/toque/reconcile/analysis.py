@@ -23,6 +23,9 @@ P99_LATENCY = "p99-latency"
 PREDICTION_SHIFT = "prediction-shift"
 # Fewer predictions on either side leave the prediction shift inconclusive (the step waits).
 MIN_SHIFT_PREDICTIONS = 20
+# The error rate is judged over at least this many canary requests; with fewer it fails
+# only once its errors would break the limit over this many whatever the rest return.
+MIN_ERROR_REQUESTS = 20
 
 _COMPARATORS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
@@ -92,14 +95,14 @@ def checks(analysis: mv.Analysis, target: Target) -> list[Check]:
     canary = _selector(target, target.canary_version)
     out: list[Check] = []
     if builtins.max_error_rate is not None:
-        # `or vector(0)`: no 5xx series at all means no errors, not no data.
-        errors = f'sum(rate(toque_serving_requests_total{{{canary},code=~"5.."}}[{w}]))'
-        total = f"sum(rate(toque_serving_requests_total{{{canary}}}[{w}]))"
-        out.append(
-            Check(
-                ERROR_RATE, {"value": f"({errors} or vector(0)) / {total}"}, analysis.failure_limit
-            )
-        )
+        # Counts, not a rate: how many requests the rate stands on decides whether it is
+        # evidence. `or vector(0)`: no 5xx series at all means no errors, not no data.
+        served = f'toque_serving_requests_total{{{canary},endpoint!="feedback"'
+        queries = {
+            "errors": f'sum(increase({served},code=~"5.."}}[{w}])) or vector(0)',
+            "requests": f"sum(increase({served}}}[{w}]))",
+        }
+        out.append(Check(ERROR_RATE, queries, analysis.failure_limit))
     if builtins.max_p99_latency_ms is not None:
         query = (
             "1000 * histogram_quantile(0.99, sum by (le) "
@@ -158,16 +161,13 @@ def evaluate(
     builtins = analysis.builtins or mv.BuiltinChecks()
     if check.name == PREDICTION_SHIFT:
         return _shift(check, results, builtins.max_prediction_shift or 0.0)
+    if check.name == ERROR_RATE and builtins.max_error_rate is not None:
+        return _error_rate(check, results, builtins.max_error_rate)
     value, problem = _scalar(results.get("value", []))
     if value is None:
         return Outcome(check.name, None, None, problem)
     if math.isnan(value):
         return Outcome(check.name, False, None, problem)
-    if check.name == ERROR_RATE and builtins.max_error_rate is not None:
-        ok = value <= builtins.max_error_rate
-        return Outcome(
-            check.name, ok, value, f"error rate {value:.4f} (max {builtins.max_error_rate})"
-        )
     if check.name == P99_LATENCY and builtins.max_p99_latency_ms is not None:
         ok = value <= builtins.max_p99_latency_ms
         return Outcome(
@@ -271,6 +271,34 @@ def js_distance(p: Mapping[str, float], q: Mapping[str, float]) -> float:
         if b > 0:
             divergence += 0.5 * b * math.log2(b / m)
     return math.sqrt(max(divergence, 0.0))
+
+
+def _error_rate(check: Check, results: Mapping[str, Sequence[Sample]], limit: float) -> Outcome:
+    requests, problem = _scalar(results.get("requests", []))
+    errors, error_problem = _scalar(results.get("errors", []))
+    if requests is None or math.isnan(requests):
+        return Outcome(check.name, None, None, problem or "no data")
+    if errors is None or math.isnan(errors):
+        return Outcome(check.name, None, None, f"errors: {error_problem or 'no data'}")
+    # increase() extrapolates to the window's edges: whole requests are what was served.
+    served, failed = round(max(requests, 0.0)), round(max(errors, 0.0))
+    if served == 0:
+        return Outcome(check.name, None, None, "no canary requests in the window")
+    failed = min(failed, served)
+    value = failed / served
+    text = f"error rate {value:.4f} ({failed} of {served} requests; max {limit})"
+    if served >= MIN_ERROR_REQUESTS:
+        return Outcome(check.name, value <= limit, value, text)
+    if failed > limit * MIN_ERROR_REQUESTS:
+        # Beyond the limit over the first MIN_ERROR_REQUESTS whatever the rest return.
+        return Outcome(check.name, False, value, text)
+    # One failed request among three is a 33 % rate and says little: the step waits.
+    return Outcome(
+        check.name,
+        None,
+        value,
+        f"{text}: judged from {MIN_ERROR_REQUESTS} requests",
+    )
 
 
 def _shift(check: Check, results: Mapping[str, Sequence[Sample]], limit: float) -> Outcome:
