@@ -249,7 +249,7 @@ def test_feedback_confusion_and_group_counters_count_exactly_those_rows() -> Non
     group = {
         (d["feature"], d["group"], d["actual"], d["predicted"]): v
         for (name, k), v in s.items()
-        if name == "toque_serving_feedback_group_total"
+        if name == "toque_serving_feedback_group_total" and v
         for d in [dict(k)]
     }
     assert group == {
@@ -261,6 +261,48 @@ def test_feedback_confusion_and_group_counters_count_exactly_those_rows() -> Non
     # Feedback is not traffic.
     assert s[("toque_serving_rows_total", LABEL)] == 0
     assert not any(n == "toque_serving_feedback_abs_error_total" for n, _ in s)
+
+
+def test_every_known_class_and_group_is_exposed_at_zero_before_any_traffic() -> None:
+    """increase() drops a series' first count, so one born mid-window would under-read."""
+    m = metrics.Metrics(_classifier_layout())
+    s = _samples(m)
+    names = {name for name, _ in s}
+    for family in (
+        "toque_serving_predictions_total",
+        "toque_serving_group_predictions_total",
+        "toque_serving_feedback_total",
+        "toque_serving_feedback_group_total",
+    ):
+        assert family in names, family
+        assert all(v == 0 for (name, _), v in s.items() if name == family)
+    assert s[("toque_serving_predictions_total", _key(**{"class": "no"}))] == 0
+    assert s[("toque_serving_predictions_total", _key(**{"class": "yes"}))] == 0
+    groups = {
+        (d["group"], d["class"])
+        for (name, k) in s
+        if name == "toque_serving_group_predictions_total"
+        for d in [dict(k)]
+    }
+    assert groups == {(g, c) for g in ("red", "blue", "__other__") for c in ("no", "yes")}
+    pairs = {
+        (d["actual"], d["predicted"])
+        for (name, k) in s
+        if name == "toque_serving_feedback_total"
+        for d in [dict(k)]
+    }
+    assert pairs == {(a, p) for a in ("no", "yes") for p in ("no", "yes")}
+
+
+def test_a_model_with_too_many_classes_for_zeroed_series_exposes_only_seen_ones() -> None:
+    many = [str(k) for k in range(metrics.ZERO_SERIES_LIMIT + 1)]
+    layout = dataclasses.replace(_classifier_layout(), class_labels=many)
+    m = metrics.Metrics(layout)
+    m.batch(np.asarray([[1.0, 0.0]]), 1, np.asarray([3]), None)
+    s = _samples(m)
+    seen = [k for (name, k) in s if name == "toque_serving_predictions_total"]
+    assert seen == [_key(**{"class": "3"})]
+    assert not any(name == "toque_serving_feedback_total" for name, _ in s)
 
 
 def test_feedback_of_a_regressor_sums_absolute_and_squared_errors() -> None:

@@ -34,7 +34,7 @@ import contextlib
 import dataclasses
 import os
 import pathlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -64,6 +64,10 @@ VALUE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096)
 WAIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1)
 FLUSH_ROWS = 4096
+# Label sets known at load time are exposed at 0 before any traffic, up to this many series
+# per family: a series born mid-window loses its first count to increase(), so a class seen
+# late reads as rows with no prediction (output drift) or skews a canary's class shares.
+ZERO_SERIES_LIMIT = 2048
 FLUSH_REQUESTS = 256
 LABELS = ["model", "version"]
 OTHER = "__other__"
@@ -202,6 +206,14 @@ class Metrics:
             {c: k for k, c in enumerate(cats)} for _, _, cats in layout.categorical
         ]
         self._groups = [[*cats, OTHER] for _, _, cats in layout.categorical]
+        classes: list[tuple[str, ...]] = [(c,) for c in layout.class_labels or []]
+        groups: list[tuple[str, ...]] = [
+            (f, g) for f, _, cats in layout.categorical for g in [*cats, OTHER]
+        ]
+        self._zero_classes = _zero_series(classes)
+        self._zero_groups = _zero_series(groups, classes)
+        self._zero_pairs = _zero_series(classes, classes)
+        self._zero_feedback_groups = _zero_series(groups, classes, classes)
         self._class_names = (
             np.asarray(layout.class_labels, dtype=str) if layout.class_labels else None
         )
@@ -521,7 +533,8 @@ class Metrics:
         classes = core.CounterMetricFamily(
             "toque_serving_predictions", "Predicted rows per class", labels=[*LABELS, "class"]
         )
-        for label, n in sorted(counts.classes.items()):
+        seen = {(k,): v for k, v in counts.classes.items()}
+        for (label,), n in _with_zeros(self._zero_classes, seen):
             classes.add_metric([*base, label], n)
         yield classes
         if layout.probabilities:
@@ -594,7 +607,7 @@ class Metrics:
             "training)",
             labels=[*LABELS, "feature", "group", "class"],
         )
-        for key, n in sorted(counts.group_predictions.items()):
+        for key, n in _with_zeros(self._zero_groups, counts.group_predictions):
             groups.add_metric([*base, *key], n)
         yield groups
 
@@ -622,7 +635,7 @@ class Metrics:
             "Feedback rows per true and predicted class (classifiers)",
             labels=[*LABELS, "actual", "predicted"],
         )
-        for (actual, predicted), n in sorted(counts.feedback.items()):
+        for (actual, predicted), n in _with_zeros(self._zero_pairs, counts.feedback):
             confusion.add_metric([*base, actual, predicted], n)
         yield confusion
         groups = core.CounterMetricFamily(
@@ -630,9 +643,31 @@ class Metrics:
             "Feedback rows per group of a categorical feature, true and predicted class",
             labels=[*LABELS, "feature", "group", "actual", "predicted"],
         )
-        for key, n in sorted(counts.feedback_group.items()):
+        for key, n in _with_zeros(self._zero_feedback_groups, counts.feedback_group):
             groups.add_metric([*base, *key], n)
         yield groups
+
+
+def _with_zeros(known: list[tuple[str, ...]], counted: Mapping[Any, int]) -> list[tuple[Any, int]]:
+    """Every counted key, and every known one at 0."""
+    merged = dict.fromkeys(known, 0)
+    merged.update(counted)
+    return sorted(merged.items())
+
+
+def _zero_series(*parts: Sequence[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """The label sets of one family known at load time (the product of ``parts``), or none
+    when there are more than ``ZERO_SERIES_LIMIT``: a large model's families then start
+    with its traffic, as before."""
+    total = 1
+    for part in parts:
+        total *= len(part)
+    if not total or total > ZERO_SERIES_LIMIT:
+        return []
+    out: list[tuple[str, ...]] = [()]
+    for part in parts:
+        out = [(*head, *tail) for head in out for tail in part]
+    return out
 
 
 def strings(values: npt.NDArray[Any]) -> npt.NDArray[np.str_]:
