@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from toque.drift import check, current, profile, report, types
+from toque.reconcile import driftresult
 
 ROWS = 20_000
 NUMERIC = ["a", "b", "c", "d", "e", "f"]
@@ -231,6 +232,26 @@ def test_output_drift_compares_prediction_distributions() -> None:
     result = check.check(built, current.count(built, frame, predictions=shifted), types.Rules())
     assert result.output is not None and result.output.drifted
     assert result.drifted_features == [] and result.verdict == "Drifted"
+
+
+def test_rows_without_a_prediction_are_output_drift_the_status_explains() -> None:
+    frame, _, proba = _classifier(1)
+    predictions = np.argmax(proba, axis=1)
+    built = profile.build_profile(frame, predictions=predictions, classes=[0, 1])
+    counted = current.count(built, frame, predictions=predictions)
+    assert counted.prediction is not None
+    # The server counted every row, but a tenth of them came back with no class.
+    kept = [round(n * 0.9) for n in counted.prediction.counts]
+    lost = sum(counted.prediction.counts) - sum(kept)
+    counted.prediction = types.FeatureCounts(counts=kept, missing=lost)
+    result = check.check(built, counted, types.Rules())
+    assert result.output is not None and result.output.drifted
+    assert result.output.verdict == "NoDrift"  # the distribution itself did not move
+    status = driftresult.from_report(result)
+    assert status.output is not None
+    assert status.output.missing_rate == pytest.approx(lost / ROWS, abs=1e-3)
+    assert status.output.message is not None and "missing rate" in status.output.message
+    assert "missing rate 0.0% -> 10.0%" in driftresult.describe(status)
 
 
 def test_estimated_accuracy_matches_the_reference_on_reference_like_data() -> None:

@@ -418,6 +418,12 @@ class OutputDrift(schema.KubeModel):
     score: float | None = None
     threshold: float | None = None
     drifted: bool | None = None
+    missing_rate: float | None = pydantic.Field(
+        default=None,
+        description="Share of the window's rows the model server counted without a "
+        "prediction; a rise of it is output drift too.",
+    )
+    message: str | None = None
 
 
 class MultivariateDrift(schema.KubeModel):

@@ -95,6 +95,8 @@ def from_report(report: dtypes.Report) -> Result:
                 score=_score(out.method, out.score, out.p_value),
                 threshold=number(out.threshold),
                 drifted=out.drifted,
+                missing_rate=number(out.missing_rate_current),
+                message=_text(out.message),
             )
             if out
             else None
@@ -155,6 +157,8 @@ def from_compact(text: str) -> Result:
                     score=_score(out.get("method"), out.get("score"), out.get("p_value")),
                     threshold=number(out.get("threshold")),
                     drifted=bool(out.get("drifted")),
+                    missing_rate=number(out.get("missing_rate_current")),
+                    message=_text(out.get("message")),
                 )
                 if isinstance(out, dict)
                 else None
@@ -192,7 +196,8 @@ def describe(r: Result) -> str:
     else:
         text = f"0 of {r.monitored_features} features drifted ({share})"
     if r.output is not None and r.output.drifted:
-        text += f"; output drift ({r.output.method} {fmt(r.output.score)})"
+        why = f"{r.output.method} {fmt(r.output.score)}"
+        text += f"; output drift ({why}{'; ' + r.output.message if r.output.message else ''})"
     if r.multivariate is not None and r.multivariate.drifted:
         text += (
             f"; multivariate drift (error {fmt(r.multivariate.error)} above "
