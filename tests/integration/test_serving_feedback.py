@@ -1,4 +1,5 @@
-"""Confidence, bias and feedback metrics of ``toque serve``, against real processes.
+"""Confidence, bias and feedback metrics of ``toque serve``, against real processes, and
+what the drift monitor's queries read of them through a real Prometheus.
 
 Two servers share the module: the compiled breast-cancer forest (integer classes) and a
 pyfunc scikit-learn Pipeline (one-hot ``channel`` string column + LogisticRegression, string
@@ -27,8 +28,11 @@ import pytest
 from prometheus_client import parser
 
 from tests.integration import test_serving_server as base
+from toque.clients import prometheus as prom
 from toque.core import bins, digest
+from toque.local import cluster as local
 from toque.local import services
+from toque.reconcile import driftqueries
 from toque.serving import app, model, signature
 from toque.serving import bins as serving_bins
 
@@ -46,6 +50,8 @@ class Server:
     model: Any
     frame: pd.DataFrame  # model inputs
     labels: Any  # true labels of ``frame``
+    uri: str = ""  # the registered model, to start another server of it
+    digest: str = ""
 
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         with urllib.request.urlopen(self.url + "/metrics") as response:
@@ -185,7 +191,16 @@ def servers(
             BUCKET,
         )
         procs.append(proc)
-        pipeline_server = Server(url, PIPELINE, churn_uri.rsplit("/", 1)[1], churn, frame, labels)
+        pipeline_server = Server(
+            url,
+            PIPELINE,
+            churn_uri.rsplit("/", 1)[1],
+            churn,
+            frame,
+            labels,
+            churn_uri,
+            churn_digest,
+        )
         yield {"forest": forest_server, "pipeline": pipeline_server}
     finally:
         for proc in procs:
@@ -465,3 +480,73 @@ def test_regressor_feedback_sums_absolute_and_squared_errors() -> None:
     assert counts.feedback_rows == 3
     assert counts.feedback_abs_error == 0.0 + 1.0 + 0.5
     assert counts.feedback_squared_error == 0.0 + 1.0 + 0.25
+
+
+def test_a_drift_window_from_before_the_first_request_counts_a_class_for_every_row(
+    servers: dict[str, Server],
+    mlflow_server: services.Mlflow,
+    minio: services.Minio,
+    tmp_path: pathlib.Path,
+) -> None:
+    """The drift monitor's queries, through a real Prometheus scraping a fresh server, over a
+    window that begins while the server is idle: the predicted classes and the per-group
+    predictions add up to the rows. A class series first exposed with its first rows loses
+    those rows to increase(), which read as rows without a prediction: output drift on
+    calm traffic."""
+    pipeline = servers["pipeline"]
+    url, proc = _serve(
+        base._env(mlflow_server, minio),
+        tmp_path / "fresh.log",
+        pipeline.uri,
+        PIPELINE,
+        pipeline.digest,
+    )
+    (tmp_path / "prometheus").mkdir()
+    prometheus = services.Prometheus(
+        workdir=tmp_path / "prometheus",
+        binary=local.find_binaries(("prometheus",))["prometheus"],
+        static_targets=((url.removeprefix("http://"), (("namespace", "drift-window"),)),),
+    )
+    began = time.monotonic()
+    prometheus.start()
+    try:
+        client = prom.Prometheus(prometheus.url, timeout=5)
+        idle = 'count_over_time(toque_serving_rows_total{namespace="drift-window"}[30s])'
+        deadline = time.monotonic() + 60
+        while (client.scalar(f"sum({idle})") or 0) < 3:  # the idle server, scraped 3 times
+            assert time.monotonic() < deadline, "Prometheus never scraped the server"
+            time.sleep(0.5)
+        rows, _ = _churn_data(40, 7)
+        sent = 0
+        for _ in range(25):
+            status, answer = base._post(
+                f"{url}/v2/models/{PIPELINE}/infer", {"inputs": _tensors(rows)}
+            )
+            assert status == 200, answer
+            sent += len(rows)
+            time.sleep(0.2)
+        time.sleep(3)  # every row scraped
+        target = driftqueries.Target(
+            "drift-window",
+            PIPELINE,
+            pipeline.version,
+            window_seconds=int(time.monotonic() - began) + 2,
+            bias_feature="channel",
+        )
+        now = time.time()
+        answers = {
+            name: client.query(query, time=now)
+            for name, query in driftqueries.queries(target).items()
+        }
+    finally:
+        prometheus.stop()
+        proc.terminate()
+        proc.wait(30)
+
+    def total(name: str) -> float:
+        return sum(s.value for s in answers[name])
+
+    counted = total(driftqueries.ROWS)
+    assert counted == pytest.approx(sent, rel=0.1)  # increase() extrapolates a little
+    assert total(driftqueries.CLASSES) == pytest.approx(counted, rel=0.01), answers
+    assert total(driftqueries.GROUP_PREDICTIONS) == pytest.approx(counted, rel=0.01), answers

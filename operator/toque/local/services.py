@@ -296,6 +296,8 @@ class Prometheus:
     scrape_interval: str = "1s"
     evaluation_interval: str = "1s"
     promtool: pathlib.Path | None = None
+    # (host:port, extra labels) scraped as they are, e.g. a model server run outside a pod.
+    static_targets: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
     detached: bool = False
     host: str = "127.0.0.1"
     port: int = 0
@@ -317,6 +319,16 @@ class Prometheus:
                 "static_configs": [{"targets": [f"{self.host}:{self.port}"]}],
             }
         ]
+        if self.static_targets:
+            jobs.append(
+                {
+                    "job_name": "static",
+                    "static_configs": [
+                        {"targets": [target], "labels": dict(labels)}
+                        for target, labels in self.static_targets
+                    ],
+                }
+            )
         if self.kubeconfig is not None:
             jobs.append(
                 {
