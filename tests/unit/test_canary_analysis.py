@@ -106,6 +106,26 @@ def test_errors_that_break_the_limit_whatever_follows_fail_before_the_minimum() 
     assert an.evaluate(check, error_answer(1, 1), strict).passed is False
 
 
+def test_p99_latency_is_judged_from_twenty_requests_and_waits_before() -> None:
+    analysis = spec(builtins={"maxErrorRate": None, "maxP99LatencyMs": 50})
+    (check,) = an.checks(analysis, TARGET)
+    assert "request_duration_seconds_bucket" in check.queries["value"]
+    assert "request_duration_seconds_count" in check.queries["requests"]
+    assert 'version="2"' in check.queries["requests"] and "[30s]" in check.queries["requests"]
+
+    def answer(p99_ms: float, requests: float) -> dict[str, list[an.Sample]]:
+        return {"value": [sample(p99_ms)], "requests": [sample(requests)]}
+
+    assert an.evaluate(check, answer(12.0, 200), analysis).passed is True
+    slow = an.evaluate(check, answer(80.0, 200), analysis)
+    assert slow.passed is False and "p99 80.0 ms" in slow.message
+    # A cold start's one slow request is the p99 of three requests: the step waits.
+    cold = an.evaluate(check, answer(900.0, 3), analysis)
+    assert cold.passed is None and "of 3 requests" in cold.message
+    assert an.evaluate(check, {"value": [sample(80.0)], "requests": []}, analysis).passed is None
+    assert an.evaluate(check, answer(math.nan, 0), analysis).passed is None
+
+
 def test_extrapolated_counts_are_read_as_whole_requests() -> None:
     analysis = spec(builtins={"maxErrorRate": 0.05})
     (check,) = an.checks(analysis, TARGET)

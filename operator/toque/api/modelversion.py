@@ -218,7 +218,12 @@ class BuiltinChecks(schema.SpecModel):
         description="Largest share of canary requests answered 5xx. Judged over at least 20 "
         "requests; before that it fails only once the errors exceed the limit over 20.",
     )
-    max_p99_latency_ms: float | None = pydantic.Field(default=None, gt=0)
+    max_p99_latency_ms: float | None = pydantic.Field(
+        default=None,
+        gt=0,
+        description="Largest 99th percentile of the canary's request latency, in ms. "
+        "Judged over at least 20 requests.",
+    )
     max_prediction_shift: schema.Fraction | None = pydantic.Field(
         default=None,
         description="Jensen-Shannon distance (0 to 1) of canary vs stable predictions.",

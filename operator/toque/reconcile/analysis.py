@@ -26,6 +26,8 @@ MIN_SHIFT_PREDICTIONS = 20
 # The error rate is judged over at least this many canary requests; with fewer it fails
 # only once its errors would break the limit over this many whatever the rest return.
 MIN_ERROR_REQUESTS = 20
+# A p99 from fewer requests is their slowest one (a cold start, one GC pause): it waits.
+MIN_LATENCY_REQUESTS = 20
 
 _COMPARATORS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
@@ -108,7 +110,8 @@ def checks(analysis: mv.Analysis, target: Target) -> list[Check]:
             "1000 * histogram_quantile(0.99, sum by (le) "
             f"(rate(toque_serving_request_duration_seconds_bucket{{{canary}}}[{w}])))"
         )
-        out.append(Check(P99_LATENCY, {"value": query}, analysis.failure_limit))
+        count = f"sum(increase(toque_serving_request_duration_seconds_count{{{canary}}}[{w}]))"
+        out.append(Check(P99_LATENCY, {"value": query, "requests": count}, analysis.failure_limit))
     if builtins.max_prediction_shift is not None and target.stable_version:
         stable = _selector(target, target.stable_version)
         queries = {}
@@ -169,10 +172,17 @@ def evaluate(
     if math.isnan(value):
         return Outcome(check.name, False, None, problem)
     if check.name == P99_LATENCY and builtins.max_p99_latency_ms is not None:
-        ok = value <= builtins.max_p99_latency_ms
-        return Outcome(
-            check.name, ok, value, f"p99 {value:.1f} ms (max {builtins.max_p99_latency_ms} ms)"
-        )
+        text = f"p99 {value:.1f} ms (max {builtins.max_p99_latency_ms} ms)"
+        requests, _ = _scalar(results.get("requests", []))
+        served = round(requests) if requests is not None and math.isfinite(requests) else 0
+        if served < MIN_LATENCY_REQUESTS:
+            return Outcome(
+                check.name,
+                None,
+                value,
+                f"{text} of {served} requests: judged from {MIN_LATENCY_REQUESTS} requests",
+            )
+        return Outcome(check.name, value <= builtins.max_p99_latency_ms, value, text)
     metric = next((m for m in analysis.metrics or [] if m.name == check.name), None)
     if metric is None:
         return Outcome(check.name, None, value, "unknown check")
