@@ -8,12 +8,15 @@ import asyncio
 import copy
 import datetime as dt
 import itertools
+import os
+import signal
+import time
 from typing import Any
 
 import pytest
 
 from toque.clients import kube as kubeclient
-from toque.handlers import election
+from toque.handlers import election, replica
 from toque.reconcile import leaderlease as ll
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
@@ -250,3 +253,56 @@ def test_role_label_is_patched_on_the_replicas_own_pod() -> None:
     store = LeaseStore()
     election.set_role_label(store, "toque-system", "toque-operator-abc", "active")  # type: ignore[arg-type]
     assert store.labels == {"toque-operator-abc": "active"}
+
+
+async def _lead_then_terminate(
+    run_operator: Any, exits: list[int], store: LeaseStore, grace: float
+) -> tuple[int, float]:
+    elector, _ = electors(store, Clock())
+    ready = asyncio.Event()
+
+    async def operator(kopf_ready: asyncio.Event, stop: asyncio.Event) -> object:
+        ready.set()
+        return await run_operator(kopf_ready, stop)
+
+    running = asyncio.create_task(
+        replica.run(
+            elector, "", operator, "127.0.0.1", 0, stop_grace_s=grace, exit_now=exits.append
+        )
+    )
+    await asyncio.wait_for(ready.wait(), 5)
+    await asyncio.sleep(0.1)  # the replica takes the signal back once kopf is ready
+    told = time.monotonic()
+    os.kill(os.getpid(), signal.SIGTERM)
+    code = await asyncio.wait_for(running, 5)
+    return code, time.monotonic() - told
+
+
+def test_a_leader_whose_operator_ignores_sigterm_releases_the_lease_after_the_grace() -> None:
+    store, exits = LeaseStore(), []
+
+    async def stubborn(ready: asyncio.Event, stop: asyncio.Event) -> object:
+        ready.set()
+        await asyncio.Event().wait()  # a handler that never lets kopf stop
+        return None
+
+    _, took = asyncio.run(_lead_then_terminate(stubborn, exits, store, grace=0.3))
+    assert exits == [0]
+    assert 0.3 <= took < 3.0
+    assert store.lease is not None and store.lease["spec"]["holderIdentity"] == ""
+
+
+def test_a_leader_whose_operator_stops_on_sigterm_releases_the_lease_and_returns() -> None:
+    store, exits = LeaseStore(), []
+    stopped = []
+
+    async def obedient(ready: asyncio.Event, stop: asyncio.Event) -> object:
+        ready.set()
+        await stop.wait()  # kopf's stop flag, set by the replica on SIGTERM
+        stopped.append(True)
+        return None
+
+    code, took = asyncio.run(_lead_then_terminate(obedient, exits, store, grace=10.0))
+    assert code == 0 and exits == [] and stopped == [True]
+    assert took < 5.0  # it did not wait the grace out
+    assert store.lease is not None and store.lease["spec"]["holderIdentity"] == ""

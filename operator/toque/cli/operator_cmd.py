@@ -98,13 +98,16 @@ def run(args: argparse.Namespace) -> int:
 
     settings.serve_metrics(logging.getLogger("toque.operator"))
 
-    def operator(liveness: str | None, ready: asyncio.Event | None = None) -> Any:
+    def operator(
+        liveness: str | None, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None
+    ) -> Any:
         return kopf.operator(
             standalone=True,  # the Lease elects the leader, not kopf's peering
             namespaces=args.namespace or [],
             clusterwide=not args.namespace,
             liveness_endpoint=liveness,
             ready_flag=ready,
+            stop_flag=stop,
         )
 
     if args.standalone:
@@ -130,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         replica.run(
             elector,
             pod,
-            lambda ready: operator(None, ready),
+            lambda ready, stop: operator(None, ready, stop),
             "0.0.0.0",
             args.health_port,
         )

@@ -29,6 +29,10 @@ from toque.handlers import election, metrics
 
 log = logging.getLogger("toque.replica")
 ELECTION = "lease"
+# How long a leader told to stop waits for kopf before it hands the Lease over anyway: kopf
+# gives its handlers 5 s and more, and on a loaded node its stop outlasted the 15 s Lease, so
+# the standby waited the Lease out instead of leading at once.
+STOP_GRACE_S = 3.0
 
 
 class Health:
@@ -71,12 +75,17 @@ class Health:
 async def run(
     elector: election.Elector,
     pod: str,
-    run_operator: Callable[[asyncio.Event], Coroutine[Any, Any, object]],
+    run_operator: Callable[[asyncio.Event, asyncio.Event], Coroutine[Any, Any, object]],
     health_host: str,
     health_port: int,
+    *,
+    stop_grace_s: float = STOP_GRACE_S,
+    exit_now: Callable[[int], object] = os._exit,
 ) -> int:
-    """Stand by until this replica holds the Lease, then run ``run_operator`` (kopf) while
-    renewing it. Returns the exit code; exits the process at once on losing the Lease."""
+    """Stand by until this replica holds the Lease, then run ``run_operator(ready, stop)``
+    (kopf, with its ready and stop flags) while renewing it. Returns the exit code; exits the
+    process at once on losing the Lease, and on a SIGTERM that kopf does not obey within
+    ``stop_grace_s`` (after releasing the Lease)."""
     health = Health(elector)
     runner = await health.serve(health_host, health_port)
     stop = asyncio.Event()
@@ -102,18 +111,50 @@ async def run(
     await asyncio.to_thread(
         election.set_role_label, elector.kube, elector.namespace, pod, election.ACTIVE
     )
-    # kopf installs its own SIGTERM handler: from here a SIGTERM stops kopf cleanly.
-    operating: asyncio.Task[object] = asyncio.create_task(run_operator(health.operator_ready))
+    kopf_stop = asyncio.Event()
+    operating: asyncio.Task[object] = asyncio.create_task(
+        run_operator(health.operator_ready, kopf_stop)
+    )
     holding = asyncio.create_task(elector.hold())
-    await asyncio.wait({operating, holding}, return_when=asyncio.FIRST_COMPLETED)
+    told = asyncio.Event()
+
+    async def signalled() -> None:
+        # kopf puts its own SIGTERM handler in place while it starts; once it is ready the
+        # signal is ours again, so that its stop can be bounded.
+        await health.operator_ready.wait()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, told.set)
+        await told.wait()
+
+    signals = asyncio.create_task(signalled())
+    await asyncio.wait({operating, holding, signals}, return_when=asyncio.FIRST_COMPLETED)
+    if signals.done() and not operating.done() and not holding.done():
+        log.info("%s told to stop: stopping the operator", elector.identity)
+        kopf_stop.set()
+        await asyncio.wait(
+            {operating, holding}, timeout=stop_grace_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        if not operating.done() and not holding.done():
+            # Hand over now: every write is idempotent (deterministic names, server-side
+            # apply), so the new leader redoes whatever a cut-short handler left half done.
+            # The blocking release keeps the loop, so no handler writes after it.
+            log.warning(
+                "%s: the operator did not stop within %.0f s: releasing the Lease and exiting",
+                elector.identity,
+                stop_grace_s,
+            )
+            elector.release()
+            logging.shutdown()
+            exit_now(0)
+            return 0
+    signals.cancel()
     if holding.done():
-        # Another replica may lead already: stop now, mid-handler if need be. Every write
-        # is idempotent (deterministic names, server-side apply), so the new leader redoes
-        # whatever this one left half done.
+        # Another replica may lead already: stop now, mid-handler if need be (as above).
         log.error("%s lost the Lease (%s): exiting", elector.identity, holding.result())
         health.broken = "lost the Lease"
         logging.shutdown()
-        os._exit(1)
+        exit_now(1)
+        return 1
     holding.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await holding
