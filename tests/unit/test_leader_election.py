@@ -306,3 +306,29 @@ def test_a_leader_whose_operator_stops_on_sigterm_releases_the_lease_and_returns
     assert code == 0 and exits == [] and stopped == [True]
     assert took < 5.0  # it did not wait the grace out
     assert store.lease is not None and store.lease["spec"]["holderIdentity"] == ""
+
+
+def test_a_role_label_that_fails_once_is_set_on_a_later_attempt() -> None:
+    store = LeaseStore()
+    failures = [OSError("the API server is busy")]
+    request = store.request
+
+    def flaky(method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
+        if "/pods/" in path and failures:
+            raise failures.pop()
+        return request(method, path, body, **kwargs)
+
+    store.request = flaky  # type: ignore[method-assign]
+    labelled = asyncio.run(
+        election.label_role(store, "toque-system", "toque-operator-abc", "active")  # type: ignore[arg-type]
+    )
+    assert labelled and store.labels == {"toque-operator-abc": "active"} and not failures
+
+
+def test_a_role_label_gives_up_after_its_attempts_without_raising() -> None:
+    store = LeaseStore()
+    store.down = True
+    labelled = asyncio.run(
+        election.label_role(store, "toque-system", "p", "active", attempts=2)  # type: ignore[arg-type]
+    )
+    assert not labelled and store.labels == {}

@@ -13,6 +13,7 @@ before its Lease can run out, and comes back as a standby.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import datetime as dt
 import logging
@@ -165,11 +166,12 @@ class Elector:
         return self.timing.retry_period * (1.0 + 1.2 * random.random())
 
 
-def set_role_label(kube: kubeclient.Kube, namespace: str, pod: str, role: str) -> None:
+def set_role_label(kube: kubeclient.Kube, namespace: str, pod: str, role: str) -> bool:
     """Label our own pod ``toque.dev/role=active|standby``: ``kubectl get pods -L
-    toque.dev/role`` tells the replicas apart. Best effort: the Lease is the truth."""
+    toque.dev/role`` tells the replicas apart. Best effort: the Lease is the truth. True
+    when the label is set (or there is no pod to label)."""
     if not pod:
-        return
+        return True
     try:
         kube.request(
             "PATCH",
@@ -180,6 +182,27 @@ def set_role_label(kube: kubeclient.Kube, namespace: str, pod: str, role: str) -
         )
     except Exception as error:
         log.warning("labelling pod %s/%s %s: %s", namespace, pod, role, _short(error))
+        return False
+    return True
+
+
+# One thread, so the PATCHes land in the order they were asked for: a standby label still
+# in flight when the replica starts leading cannot overwrite the active one.
+_LABELLER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="role-label")
+
+
+async def label_role(
+    kube: kubeclient.Kube, namespace: str, pod: str, role: str, attempts: int = 6
+) -> bool:
+    """``set_role_label`` until it sticks: one failed PATCH (a busy API server) must not
+    leave a leader labelled standby for its whole reign. Backs off 1, 2, 4, 8, 8 s."""
+    loop = asyncio.get_running_loop()
+    for attempt in range(attempts):
+        if await loop.run_in_executor(_LABELLER, set_role_label, kube, namespace, pod, role):
+            return True
+        if attempt + 1 < attempts:
+            await asyncio.sleep(min(2.0**attempt, 8.0))
+    return False
 
 
 def _short(error: Exception) -> str:

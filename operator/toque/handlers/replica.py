@@ -93,8 +93,8 @@ async def run(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     metrics.leadership(ELECTION, False)
-    await asyncio.to_thread(
-        election.set_role_label, elector.kube, elector.namespace, pod, election.STANDBY
+    labelling = asyncio.create_task(
+        election.label_role(elector.kube, elector.namespace, pod, election.STANDBY)
     )
     log.info("%s stands by for Lease %s/%s", elector.identity, elector.namespace, elector.name)
     acquiring = asyncio.create_task(elector.acquire())
@@ -108,8 +108,12 @@ async def run(
     health.role = election.ACTIVE
     metrics.leadership(ELECTION, True)
     log.info("%s leads: starting the operator", elector.identity)
-    await asyncio.to_thread(
-        election.set_role_label, elector.kube, elector.namespace, pod, election.ACTIVE
+    # The standby label must not land after this one.
+    labelling.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await labelling
+    labelling = asyncio.create_task(
+        election.label_role(elector.kube, elector.namespace, pod, election.ACTIVE)
     )
     kopf_stop = asyncio.Event()
     operating: asyncio.Task[object] = asyncio.create_task(
